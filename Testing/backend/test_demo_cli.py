@@ -1,0 +1,55 @@
+"""The main job (``attumamba-seg demo``) through the installed console script, as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = shutil.which("attumamba-seg", path=os.path.dirname(sys.executable))
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    assert SCRIPT, "the attumamba-seg console script is not installed in this environment"
+    return subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=600)
+
+
+def test_help_lists_the_commands():
+    result = _run("--help")
+    assert result.returncode == 0
+    for command in ("synth", "demo"):
+        assert command in result.stdout
+
+
+@pytest.mark.slow
+def test_demo_finds_the_study_reads_suv_back_and_draws_the_mip(tmp_path):
+    out = tmp_path / "demo"
+    result = _run("demo", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Studies found" in result.stdout and ": 1" in result.stdout
+    assert "PET in SUVbw" in result.stdout
+    png = out / "mip.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    # Every ground-truth lesion got a row with an SUVmax read back from the DICOM PET.
+    table = result.stdout.split("Ground-truth lesions")[1].split("Figure:")[0]
+    rows = [line for line in table.splitlines()[2:] if line.strip()]
+    assert rows, "the default demo study must contain lesions"
+    assert all(not row.rstrip().endswith("-") for row in rows)
+
+    # Running again replaces the previous demo output ...
+    again = _run("demo", "--out", str(out))
+    assert again.returncode == 0, again.stderr
+
+
+def test_demo_refuses_a_folder_it_did_not_write(tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("user data")
+    result = _run("demo", "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert "not a previous demo output" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert precious.read_text() == "user data"
