@@ -1,0 +1,6 @@
+"""The networks, each constructible by nnU-Net v2 from plans (``network_class_name`` = ``attumamba.nets.<Class>``)."""
+
+from .checkpoint import load_published_weights
+from .umamba import AttUMamba, AttUMambaEnc, UMambaBot, UMambaEnc
+
+__all__ = ["AttUMamba", "AttUMambaEnc", "UMambaBot", "UMambaEnc", "load_published_weights"]

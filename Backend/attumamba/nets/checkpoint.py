@@ -1,0 +1,65 @@
+"""Load weights trained with the published U-Mamba / Att-UMamba code (March-2024 layout).
+
+Their state dicts hold each encoder tensor twice (``encoder.*`` and ``decoder.encoder.*``)
+and each BasicBlockD conv/norm twice (``convN.conv.*`` / ``convN.all_modules.0.*``). Our
+modules have the same nesting, so a full published dict loads as is; this loader also
+accepts dicts where one copy of a duplicated tensor was dropped, nnU-Net checkpoint files
+(``network_weights``) and DistributedDataParallel prefixes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+# (pattern, replacement) pairs that map a key to the other name of the same tensor
+ALIASES = (
+    (r"^decoder\.encoder\.", "encoder."),
+    (r"^encoder\.", "decoder.encoder."),
+    (r"\.conv(\d)\.all_modules\.0\.", r".conv\1.conv."),
+    (r"\.conv(\d)\.conv\.", r".conv\1.all_modules.0."),
+    (r"\.conv(\d)\.all_modules\.1\.", r".conv\1.norm."),
+    (r"\.conv(\d)\.norm\.", r".conv\1.all_modules.1."),
+)
+
+
+def _aliases(key: str) -> list[str]:
+    names = {key}
+    for _ in range(2):  # a key may need two substitutions (decoder.encoder + all_modules)
+        for pattern, replacement in ALIASES:
+            names |= {re.sub(pattern, replacement, name) for name in names}
+    names.discard(key)
+    return sorted(names)
+
+
+def published_state_dict(source: dict | str | Path) -> dict[str, torch.Tensor]:
+    """The network weights of a checkpoint file or dict, without a DDP ``module.`` prefix."""
+    if isinstance(source, (str, Path)):
+        source = torch.load(source, map_location="cpu", weights_only=True)
+    weights = source.get("network_weights", source)
+    return {key.removeprefix("module."): value for key, value in weights.items()}
+
+
+def load_published_weights(model: nn.Module, source: dict | str | Path) -> None:
+    """Load published weights into ``model`` strictly, filling a missing duplicate from its twin."""
+    weights = published_state_dict(source)
+    expected = model.state_dict()
+    complete = {}
+    missing = []
+    for key in expected:
+        twin = next((alias for alias in [key, *_aliases(key)] if alias in weights), None)
+        if twin is None:
+            missing.append(key)
+        else:
+            complete[key] = weights[twin]
+    unexpected = [key for key in weights if key not in expected and not any(a in expected for a in _aliases(key))]
+    if missing or unexpected:
+        raise ValueError(
+            f"the checkpoint does not fit {type(model).__name__}: {len(missing)} missing keys "
+            f"(first: {missing[:3]}), {len(unexpected)} unexpected keys (first: {unexpected[:3]}). "
+            "Check that the architecture and plans match the ones it was trained with."
+        )
+    model.load_state_dict(complete, strict=True)
