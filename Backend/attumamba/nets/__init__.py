@@ -1,6 +1,7 @@
 """The networks, each constructible by nnU-Net v2 from plans (``network_class_name`` = ``attumamba.nets.<Class>``)."""
 
 from .checkpoint import load_published_weights
+from .lightmunet import LightMUNet
 from .umamba import AttUMamba, AttUMambaEnc, UMambaBot, UMambaEnc
 
-__all__ = ["AttUMamba", "AttUMambaEnc", "UMambaBot", "UMambaEnc", "load_published_weights"]
+__all__ = ["AttUMamba", "AttUMambaEnc", "LightMUNet", "UMambaBot", "UMambaEnc", "load_published_weights"]
