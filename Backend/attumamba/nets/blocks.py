@@ -109,19 +109,28 @@ class UpsampleLayer(nn.Module):
 
 
 class AttentionGate(nn.Module):
-    """Att-UMamba's skip gate: x * sigmoid(BN(conv(ReLU(BN(W_g g) + BN(W_x x))))), width F.
+    """Skip gate: x * sigmoid(BN(conv(ReLU(BN(W_g g) + BN(W_x x))))).
 
-    ``g`` is the upsampled decoder tensor (already at the skip's resolution and width), so
-    there is no resampling inside the gate (unlike the classic Attention U-Net).
+    Att-UMamba's form is the default: width F for every conv and ``g`` already at the skip's
+    resolution (the upsampled decoder tensor), so nothing is resampled. MPU-Net's classic form
+    passes ``gate_channels`` and ``inter_channels`` and a coarser ``g``, whose projection is
+    resampled (linearly) to the skip's size.
     """
 
-    def __init__(self, channels: int, conv_op=nn.Conv3d, norm_op=nn.BatchNorm3d):
+    def __init__(self, channels: int, conv_op=nn.Conv3d, norm_op=nn.BatchNorm3d,
+                 gate_channels: int | None = None, inter_channels: int | None = None):
         super().__init__()
-        self.W_g = nn.Sequential(conv_op(channels, channels, kernel_size=1, bias=True), norm_op(channels))
-        self.W_x = nn.Sequential(conv_op(channels, channels, kernel_size=1, bias=True), norm_op(channels))
-        self.psi = nn.Sequential(conv_op(channels, 1, kernel_size=1, bias=True), norm_op(1), nn.Sigmoid())
+        gate_channels = gate_channels or channels
+        inter_channels = inter_channels or channels
+        self.W_g = nn.Sequential(conv_op(gate_channels, inter_channels, kernel_size=1, bias=True), norm_op(inter_channels))
+        self.W_x = nn.Sequential(conv_op(channels, inter_channels, kernel_size=1, bias=True), norm_op(inter_channels))
+        self.psi = nn.Sequential(conv_op(inter_channels, 1, kernel_size=1, bias=True), norm_op(1), nn.Sigmoid())
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        attention = self.psi(self.relu(self.W_g(g) + self.W_x(x)))
+        gate = self.W_g(g)
+        if gate.shape[2:] != x.shape[2:]:
+            mode = "trilinear" if x.dim() == 5 else "bilinear"
+            gate = F.interpolate(gate, size=x.shape[2:], mode=mode, align_corners=False)
+        attention = self.psi(self.relu(gate + self.W_x(x)))
         return x * attention
