@@ -2,7 +2,8 @@
 
 from .checkpoint import load_published_weights
 from .lightmunet import LightMUNet
+from .mambaahnet import MambaAHNet
 from .mpunet import MPUNet
 from .umamba import AttUMamba, AttUMambaEnc, UMambaBot, UMambaEnc
 
-__all__ = ["AttUMamba", "AttUMambaEnc", "LightMUNet", "MPUNet", "UMambaBot", "UMambaEnc", "load_published_weights"]
+__all__ = ["AttUMamba", "AttUMambaEnc", "LightMUNet", "MambaAHNet", "MPUNet", "UMambaBot", "UMambaEnc", "load_published_weights"]
