@@ -165,3 +165,19 @@ def test_a_dict_without_the_duplicate_copies_loads_too_and_a_wrong_one_is_refuse
     torch.testing.assert_close(target.state_dict()["decoder.encoder.stem.0.conv1.weight"], source.state_dict()["encoder.stem.0.conv1.weight"])
     with pytest.raises(ValueError, match="missing keys"):
         load_published_weights(small(AttUMamba), deduplicated)  # no attention-gate weights
+
+
+def test_every_registered_model_builds_through_nnunet_from_its_spec():
+    from attumamba.errors import InputError
+    from attumamba.nets import NETWORKS, network_spec
+
+    for spec in NETWORKS.values():
+        dims = 2 if spec.configuration == "2d" else 3
+        plan = default_plan(dims, SMALL["n_stages"], SMALL["features"])
+        plan = {k: (f"{v.__module__}.{v.__name__}" if k in ("conv_op", "norm_op", "nonlin") else v) for k, v in plan.items()}
+        kwargs = spec.arch_kwargs(plan, [32] * dims)
+        model = get_network_from_plans(spec.class_path, kwargs, ["conv_op", "norm_op", "dropout_op", "nonlin"], 2, 2,
+                                       deep_supervision=spec.deep_supervision)
+        assert type(model).__name__ == spec.class_path.rsplit(".", 1)[1]
+    with pytest.raises(InputError, match="attumamba, attumamba-enc"):
+        network_spec("unet-9000")

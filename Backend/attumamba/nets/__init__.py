@@ -4,6 +4,10 @@ from .checkpoint import load_published_weights
 from .lightmunet import LightMUNet
 from .mambaahnet import MambaAHNet
 from .mpunet import MPUNet
+from .registry import NETWORKS, NetworkSpec, network_spec
 from .umamba import AttUMamba, AttUMambaEnc, UMambaBot, UMambaEnc
 
-__all__ = ["AttUMamba", "AttUMambaEnc", "LightMUNet", "MambaAHNet", "MPUNet", "UMambaBot", "UMambaEnc", "load_published_weights"]
+__all__ = [
+    "AttUMamba", "AttUMambaEnc", "LightMUNet", "MambaAHNet", "MPUNet", "NETWORKS", "NetworkSpec",
+    "UMambaBot", "UMambaEnc", "load_published_weights", "network_spec",
+]
