@@ -33,7 +33,7 @@ def main() -> None:
             gen, wrt = sum(generate_s) / len(generate_s), sum(write_s) / len(write_s)
             rows.append((profile, fmt, study.ct.GetSize(), study.suv.GetSize(), gen, wrt, 20 * (gen + wrt) / 60))
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"| profile | format | CT size (last) | PET size (last) | generate s/study | write s/study | 20 studies (min) |")
+    print("| profile | format | CT size (last) | PET size (last) | generate s/study | write s/study | 20 studies (min) |")
     print("|---|---|---|---|---|---|---|")
     for profile, fmt, ct, pet, gen, wrt, twenty in rows:
         print(f"| {profile} | {fmt} | {'x'.join(map(str, ct))} | {'x'.join(map(str, pet))} | {gen:.1f} | {wrt:.1f} | {twenty:.1f} |")

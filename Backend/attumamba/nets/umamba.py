@@ -15,7 +15,7 @@ import torch
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 from torch import nn
 
-from .blocks import AttentionGate, BasicResBlock, MambaLayer, UpsampleLayer, _tuple, conv_dims, residual_stage
+from .blocks import AttentionGate, MambaLayer, UpsampleLayer, _tuple, conv_dims, residual_stage
 
 
 def apply_block_count_rule(n_blocks: list[int], n_blocks_decoder: list[int], n_stages: int) -> tuple[list[int], list[int]]:
@@ -49,13 +49,9 @@ class UNetResEncoder(nn.Module):
         self.kernel_sizes = [_tuple(k, dims) for k in kernel_sizes]
         self.strides = [_tuple(s, dims) for s in strides]
         self.block_kwargs = block_kwargs
-        stem_kernel = self.kernel_sizes[0]
-        self.stem = nn.Sequential(
-            BasicResBlock(conv_op, input_channels, features_per_stage[0], block_kwargs["norm_op"], block_kwargs["norm_op_kwargs"],
-                          kernel_size=stem_kernel, padding=tuple(k // 2 for k in stem_kernel), stride=1,
-                          nonlin=block_kwargs["nonlin"], nonlin_kwargs=block_kwargs["nonlin_kwargs"], conv_bias=block_kwargs["conv_bias"]),
-            *residual_stage(conv_op, features_per_stage[0], features_per_stage[0], n_blocks_per_stage[0], stem_kernel, 1, block_kwargs)[1:],
-        )
+        # stem: the same residual stage at full resolution (BasicResBlock + BasicBlockDs)
+        self.stem = residual_stage(conv_op, input_channels, features_per_stage[0], n_blocks_per_stage[0],
+                                   self.kernel_sizes[0], 1, block_kwargs)
         channels = features_per_stage[0]
         stages = []
         for s in range(n_stages):
