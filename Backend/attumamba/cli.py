@@ -17,6 +17,7 @@ from .errors import CancelledError, InputError
 # Modules that provide a sub-command, in the order ``--help`` lists them.
 COMMAND_MODULES = (
     "attumamba.synth.command",
+    "attumamba.training.command",
     "attumamba.demo",
 )
 
