@@ -4,10 +4,22 @@ from .checkpoint import load_published_weights
 from .lightmunet import LightMUNet
 from .mambaahnet import MambaAHNet
 from .mpunet import MPUNet
+from .plans import architecture_entry, plans_with_network
 from .registry import NETWORKS, NetworkSpec, network_spec
 from .umamba import AttUMamba, AttUMambaEnc, UMambaBot, UMambaEnc
 
 __all__ = [
-    "AttUMamba", "AttUMambaEnc", "LightMUNet", "MambaAHNet", "MPUNet", "NETWORKS", "NetworkSpec",
-    "UMambaBot", "UMambaEnc", "load_published_weights", "network_spec",
+    "NETWORKS",
+    "AttUMamba",
+    "AttUMambaEnc",
+    "LightMUNet",
+    "MPUNet",
+    "MambaAHNet",
+    "NetworkSpec",
+    "UMambaBot",
+    "UMambaEnc",
+    "architecture_entry",
+    "load_published_weights",
+    "network_spec",
+    "plans_with_network",
 ]

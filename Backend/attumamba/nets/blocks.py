@@ -13,6 +13,7 @@ from dynamic_network_architectures.building_blocks.residual import BasicBlockD
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import InputError
 from ..ssm import Mamba
 
 
@@ -26,7 +27,7 @@ def conv_dims(conv_op: type[nn.Module]) -> int:
         return 2
     if conv_op in (nn.Conv3d, nn.ConvTranspose3d):
         return 3
-    raise ValueError(f"conv_op must be Conv2d or Conv3d, not {conv_op}")
+    raise InputError(f"conv_op must be Conv2d or Conv3d, not {conv_op}")
 
 
 class BasicResBlock(nn.Module):

@@ -4,7 +4,8 @@ Their state dicts hold each encoder tensor twice (``encoder.*`` and ``decoder.en
 and each BasicBlockD conv/norm twice (``convN.conv.*`` / ``convN.all_modules.0.*``). Our
 modules have the same nesting, so a full published dict loads as is; this loader also
 accepts dicts where one copy of a duplicated tensor was dropped, nnU-Net checkpoint files
-(``network_weights``) and DistributedDataParallel prefixes.
+(``network_weights``) and DistributedDataParallel prefixes. The January-2024 code used other
+module names (``decoder.transpconvs``, ``ln``, ``mamba``); such weights are recognised and refused.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from ..errors import InputError
 
 # (pattern, replacement) pairs that map a key to the other name of the same tensor
 ALIASES = (
@@ -35,17 +38,31 @@ def _aliases(key: str) -> list[str]:
     return sorted(names)
 
 
+# top-level names that only the January-2024 U-Mamba code has
+JANUARY_2024_MARKERS = ("decoder.transpconvs.", "ln.", "mamba.")
+
+
 def published_state_dict(source: dict | str | Path) -> dict[str, torch.Tensor]:
     """The network weights of a checkpoint file or dict, without a DDP ``module.`` prefix."""
     if isinstance(source, (str, Path)):
-        source = torch.load(source, map_location="cpu", weights_only=True)
-    weights = source.get("network_weights", source)
+        try:
+            source = torch.load(source, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises many types for a file that is not a checkpoint
+            raise InputError(f"cannot read weights from {source}: {error}. Give a PyTorch checkpoint "
+                             "(e.g. an nnU-Net fold's checkpoint_final.pth)") from error
+    weights = source.get("network_weights", source) if isinstance(source, dict) else None
+    if not isinstance(weights, dict):
+        raise InputError("the checkpoint holds no state dict (expected a dict, or one under 'network_weights')")
     return {key.removeprefix("module."): value for key, value in weights.items()}
 
 
 def load_published_weights(model: nn.Module, source: dict | str | Path) -> None:
     """Load published weights into ``model`` strictly, filling a missing duplicate from its twin."""
     weights = published_state_dict(source)
+    if any(key.startswith(JANUARY_2024_MARKERS) for key in weights):
+        raise InputError("these weights come from U-Mamba's January-2024 code (transposed-conv decoder, "
+                         "'ln'/'mamba' at the top level), which this backend does not implement; "
+                         "use weights trained with the code of March 2024 or later")
     expected = model.state_dict()
     complete = {}
     missing = []
@@ -57,9 +74,16 @@ def load_published_weights(model: nn.Module, source: dict | str | Path) -> None:
             complete[key] = weights[twin]
     unexpected = [key for key in weights if key not in expected and not any(a in expected for a in _aliases(key))]
     if missing or unexpected:
-        raise ValueError(
+        raise InputError(
             f"the checkpoint does not fit {type(model).__name__}: {len(missing)} missing keys "
             f"(first: {missing[:3]}), {len(unexpected)} unexpected keys (first: {unexpected[:3]}). "
             "Check that the architecture and plans match the ones it was trained with."
+        )
+    wrong_shape = [f"{key} {tuple(complete[key].shape)} vs {tuple(value.shape)}"
+                   for key, value in expected.items() if complete[key].shape != value.shape]
+    if wrong_shape:
+        raise InputError(
+            f"the checkpoint's tensors do not fit {type(model).__name__}: {len(wrong_shape)} differ in shape "
+            f"(first: {wrong_shape[:3]}). Build the network with the plans, input channels and classes it was trained with."
         )
     model.load_state_dict(complete, strict=True)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import InputError
 from ..ssm import Mamba
 from .blocks import conv_dims
 
@@ -106,7 +107,7 @@ class _NoDeepSupervision:
     @deep_supervision.setter
     def deep_supervision(self, enabled: bool) -> None:
         if enabled:
-            raise ValueError("LightM-UNet has no deep supervision; train it with a no-deep-supervision trainer")
+            raise InputError("LightM-UNet has no deep supervision; train it with a no-deep-supervision trainer")
 
 
 class LightMUNet(nn.Module):
@@ -116,7 +117,7 @@ class LightMUNet(nn.Module):
                  blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1), deep_supervision: bool = False, **plan_topology):
         super().__init__()
         if deep_supervision:
-            raise ValueError("LightM-UNet has no deep supervision; build it with deep_supervision=False")
+            raise InputError("LightM-UNet has no deep supervision; build it with deep_supervision=False")
         dims = conv_dims(conv_op)
         self.dims, self.blocks_up = dims, tuple(blocks_up)
         self.convInit = DWConv(dims, input_channels, init_filters, kernel_size=3)

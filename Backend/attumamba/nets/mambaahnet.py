@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .blocks import AttentionGate, BasicResBlock, conv_dims
 from .lightmunet import RVMLayer
 
@@ -75,7 +76,7 @@ class MambaAHNet(nn.Module):
                  deep_supervision: bool = False, reconstruction: bool = False, **plan_topology):
         super().__init__()
         if conv_dims(conv_op) != 2:
-            raise ValueError("Mamba-AHNet is a 2D network (applied slice by slice); use a 2d configuration")
+            raise InputError("Mamba-AHNet is a 2D network (applied slice by slice); use a 2d configuration")
         features = list(features)
         self.encoder = nn.ModuleList(residual_block(c_in, c) for c_in, c in zip([input_channels] + features[:-1], features))
         self.pool = nn.MaxPool2d(2)
@@ -98,7 +99,7 @@ class MambaAHNet(nn.Module):
             batch, channels, depth = x.shape[:3]
             slices = x.permute(0, 2, 1, 3, 4).reshape(batch * depth, channels, *x.shape[3:])
             seg, recon = self.forward_with_reconstruction(slices)
-            unfold = lambda t: t.reshape(batch, depth, *t.shape[1:]).permute(0, 2, 1, 3, 4)  # noqa: E731
+            unfold = lambda t: t.reshape(batch, depth, *t.shape[1:]).permute(0, 2, 1, 3, 4)
             seg = [unfold(s) for s in seg] if isinstance(seg, list) else unfold(seg)
             return seg, None if recon is None else unfold(recon)
         seg, features = self._forward_2d(x)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import InputError
 from .blocks import AttentionGate, conv_dims
 
 FEATURES = (16, 32, 64, 128, 256)
@@ -126,7 +127,7 @@ class MPUNet(nn.Module):
                  deep_supervision: bool = False, dropout: float = 0.2, **plan_topology):
         super().__init__()
         if conv_dims(conv_op) != 3:
-            raise ValueError("MPU-Net is a 3D network; use a 3d_fullres configuration")
+            raise InputError("MPU-Net is a 3D network; use a 3d_fullres configuration")
         f = list(features)
         self.stages = nn.ModuleList([ResidualConvStage(input_channels, f[0], 2)])
         self.downs = nn.ModuleList()

@@ -9,33 +9,15 @@ every skip; everything else is U-Mamba.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 from torch import nn
 
+from ..errors import InputError
 from .blocks import AttentionGate, MambaLayer, UpsampleLayer, _tuple, conv_dims, residual_stage
-
-
-def apply_block_count_rule(n_blocks: list[int], n_blocks_decoder: list[int], n_stages: int) -> tuple[list[int], list[int]]:
-    """U-Mamba's override: the lower half of the encoder and the two-ish highest decoder stages get one block."""
-    n_blocks, n_blocks_decoder = list(n_blocks), list(n_blocks_decoder)
-    for s in range(math.ceil(n_stages / 2), n_stages):
-        n_blocks[s] = 1
-    for s in range(math.ceil((n_stages - 1) / 2 + 0.5), n_stages - 1):
-        n_blocks_decoder[s] = 1
-    return n_blocks, n_blocks_decoder
-
-
-def feature_sizes(input_size: Sequence[int], strides: Sequence) -> list[list[int]]:
-    """Feature-map size after each stage for a patch of ``input_size``."""
-    size, sizes = list(input_size), []
-    for stride in strides:
-        stride = _tuple(stride, len(size))
-        size = [n // s for n, s in zip(size, stride)]
-        sizes.append(size)
-    return sizes
+from .plans import apply_block_count_rule, channel_token_stages, feature_sizes
 
 
 class UNetResEncoder(nn.Module):
@@ -131,7 +113,7 @@ class _UMambaBase(nn.Module):
         super().__init__()
         dims = conv_dims(conv_op)
         if self.attention and dims != 3:
-            raise ValueError("Att-UMamba's attention gates are 3D (Conv3d/BatchNorm3d), as in the published code")
+            raise InputError("Att-UMamba's attention gates are 3D (Conv3d/BatchNorm3d), as in the published code")
         n_blocks = list(n_blocks_per_stage or n_conv_per_stage or [2] * n_stages)
         n_blocks_decoder = list(n_conv_per_stage_decoder or [2] * (n_stages - 1))
         n_blocks, n_blocks_decoder = apply_block_count_rule(n_blocks, n_blocks_decoder, n_stages)
@@ -156,13 +138,14 @@ class _UMambaBase(nn.Module):
         if not self.mamba_in_encoder:
             return None
         if input_size is None:
-            raise ValueError("U-Mamba Enc needs input_size (the plan's patch size) to choose token modes")
+            raise InputError("U-Mamba Enc needs input_size (the plan's patch size) to choose token modes")
         layers: list[nn.Module] = []
-        for s, size in enumerate(feature_sizes(input_size, strides)):
+        sizes = feature_sizes(input_size, strides)
+        for s, channel_token in enumerate(channel_token_stages(input_size, strides, features)):
             if dims == 2 and (s % 2 == 1) == (n_stages % 2 == 1):
                 layers.append(nn.Identity())
-            elif math.prod(size) <= features[s]:
-                layers.append(MambaLayer(math.prod(size), channel_token=True))
+            elif channel_token:
+                layers.append(MambaLayer(math.prod(sizes[s]), channel_token=True))
             else:
                 layers.append(MambaLayer(features[s]))
         return layers
