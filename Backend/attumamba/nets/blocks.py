@@ -8,6 +8,8 @@ itself, which is what U-Mamba uses.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from dynamic_network_architectures.building_blocks.residual import BasicBlockD
 from torch import nn
@@ -68,6 +70,21 @@ def residual_stage(conv_op, input_channels, output_channels, n_blocks, kernel_si
     return nn.Sequential(first, *rest)
 
 
+def run_in_fp32(forward):
+    """Run a module's ``forward(x)`` in fp32 with autocast off and return the input's dtype.
+
+    Mamba's scan overflows in fp16 (U-Mamba's NaN reports), so every Mamba layer keeps
+    fp32 under AMP while the convolutions around it may run in half precision.
+    """
+
+    @functools.wraps(forward)
+    def wrapper(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return forward(self, x.float()).to(x.dtype)
+
+    return wrapper
+
+
 class MambaLayer(nn.Module):
     """Feature map -> tokens -> LayerNorm -> Mamba -> feature map, always in fp32, no residual.
 
@@ -83,16 +100,14 @@ class MambaLayer(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.mamba = Mamba(d_model=dim, d_state=d_state, d_conv=d_conv, expand=expand)
 
+    @run_in_fp32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            original_dtype = x.dtype
-            x = x.float()
-            batch, channels, *spatial = x.shape
-            flat = x.reshape(batch, channels, -1)
-            tokens = flat if self.channel_token else flat.transpose(-1, -2)
-            out = self.mamba(self.norm(tokens))
-            out = out if self.channel_token else out.transpose(-1, -2)
-            return out.reshape(batch, channels, *spatial).to(original_dtype)
+        batch, channels, *spatial = x.shape
+        flat = x.reshape(batch, channels, -1)
+        tokens = flat if self.channel_token else flat.transpose(-1, -2)
+        out = self.mamba(self.norm(tokens))
+        out = out if self.channel_token else out.transpose(-1, -2)
+        return out.reshape(batch, channels, *spatial)
 
 
 class UpsampleLayer(nn.Module):

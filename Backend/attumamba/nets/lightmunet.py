@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from ..errors import InputError
 from ..ssm import Mamba
-from .blocks import conv_dims
+from .blocks import conv_dims, run_in_fp32
 
 
 def _conv(dims: int):
@@ -46,14 +46,13 @@ class RVMLayer(nn.Module):
         self.proj = nn.Linear(input_dim, output_dim)
         self.skip_scale = nn.Parameter(torch.ones(1))
 
+    @run_in_fp32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        original_dtype = x.dtype
-        x = x.float()
         batch, channels, *spatial = x.shape
         tokens = x.reshape(batch, channels, -1).transpose(-1, -2)
         mixed = self.mamba(self.norm(tokens)) + self.skip_scale * tokens
         out = self.proj(self.norm(mixed))
-        return out.transpose(-1, -2).reshape(batch, -1, *spatial).to(original_dtype)
+        return out.transpose(-1, -2).reshape(batch, -1, *spatial)
 
 
 def rvm_down(dims: int, in_channels: int, out_channels: int) -> nn.Sequential:

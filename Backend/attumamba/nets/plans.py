@@ -73,16 +73,44 @@ def architecture_entry(model: str, configuration: dict) -> dict:
     return {"network_class_name": spec.class_path, "arch_kwargs": kwargs, "_kw_requires_import": to_import}
 
 
-def plans_with_network(plans: dict, model: str, configuration: str | None = None) -> dict:
+def with_fewer_stages(configuration: dict, features: Sequence[int]) -> None:
+    """Give a plan-topology configuration these stage widths, dropping its deepest stages if fewer."""
+    kwargs = configuration["architecture"]["arch_kwargs"]
+    n = len(features)
+    if not 2 <= n <= kwargs["n_stages"]:
+        raise InputError(f"give 2 to {kwargs['n_stages']} stage widths for this plan (it has {kwargs['n_stages']} stages), "
+                         f"not {n}")
+    kwargs["n_stages"], kwargs["features_per_stage"] = n, [int(f) for f in features]
+    for key in ("kernel_sizes", "strides", "n_conv_per_stage", "n_blocks_per_stage"):
+        if key in kwargs:
+            kwargs[key] = kwargs[key][:n]
+    for key in ("n_conv_per_stage_decoder",):
+        if key in kwargs:
+            kwargs[key] = kwargs[key][: n - 1]
+
+
+def plans_with_network(plans: dict, model: str, configuration: str | None = None, *, features: Sequence[int] | None = None,
+                       patch_size: Sequence[int] | None = None, batch_size: int | None = None) -> dict:
     """A copy of ``plans`` whose configuration (default: the model's) builds ``model``.
 
-    The configuration is stored resolved (no ``inherits_from``), its patch is rounded up to a
-    multiple of the model's total stride per axis where needed, and its architecture entry is
-    replaced; every other configuration is left as it was.
+    ``features`` (stage widths; fewer than planned drops the deepest stages), ``patch_size`` and
+    ``batch_size`` shrink a plan for small hardware. The configuration is stored resolved (no
+    ``inherits_from``), its patch is rounded up to a multiple of the model's total stride per
+    axis where needed, and its architecture entry is replaced; other configurations are kept.
     """
     spec = network_spec(model)
     name = configuration or spec.configuration
     resolved = resolved_configuration(plans, name)
+    if patch_size is not None:
+        if len(patch_size) != len(resolved["patch_size"]):
+            raise InputError(f"the {name} patch has {len(resolved['patch_size'])} axes; got {list(patch_size)}")
+        resolved["patch_size"] = [int(p) for p in patch_size]
+    if batch_size is not None:
+        resolved["batch_size"] = int(batch_size)
+    if features is not None:
+        if spec.own_strides is not None:
+            raise InputError(f"{model} has a fixed topology of its own; stage widths cannot be set from the plans")
+        with_fewer_stages(resolved, features)
     if "architecture" in resolved:
         multiple = spec.patch_multiple(resolved["architecture"]["arch_kwargs"]["strides"])
         resolved["patch_size"] = [math.ceil(p / m) * m for p, m in zip(resolved["patch_size"], multiple)]

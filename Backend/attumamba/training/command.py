@@ -1,4 +1,4 @@
-"""``attumamba-seg dataset`` (studies -> nnU-Net v2 raw dataset) and ``evaluate`` (metrics)."""
+"""``attumamba-seg dataset`` (studies -> nnU-Net v2 raw dataset), ``train`` and ``evaluate``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     register_dataset(subparsers)
+    register_train(subparsers)
     register_evaluate(subparsers)
 
 
@@ -70,3 +71,75 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"no prediction for {len(missing)} cases: {', '.join(missing)}")
     print(f"written to {args.out}")
     return 1 if missing else 0
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive whole numbers, got {text!r}")
+    return values
+
+
+def register_train(subparsers: argparse._SubParsersAction) -> None:
+    from ..nets import NETWORKS
+
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model on an nnU-Net v2 dataset (plans, preprocessing and training by nnunetv2)",
+        description="Runs nnU-Net's fingerprint, planning and preprocessing when missing, writes plans that "
+        "name the chosen network, and trains with the paper's recipe. Running the same command again "
+        "resumes from the last finished epoch.",
+    )
+    parser.add_argument("--dataset", required=True, help="nnU-Net dataset id or DatasetNNN_Name")
+    parser.add_argument("--model", default="attumamba", choices=list(NETWORKS), help="network (default attumamba)")
+    parser.add_argument("--configuration", choices=["3d_fullres", "2d"], help="default: the model's own")
+    parser.add_argument("--fold", default="0", help="0-4 or all (default 0)")
+    parser.add_argument("--epochs", type=int, help="default: the paper's budget")
+    parser.add_argument("--iterations", type=int, help="training iterations per epoch (default: the paper's)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--trainer", help="nnU-Net trainer class (default: the model's recipe)")
+    parser.add_argument("--features", type=_int_list, help="stage widths, e.g. 16,32,64,128 (fewer stages than planned "
+                        "drops the deepest)")
+    parser.add_argument("--patch", type=_int_list, help="patch size, e.g. 48x96x96")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--plans-name", help="name of the plans (default nnUNetPlans_<model>)")
+    parser.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--no-validation", action="store_true", help="skip nnU-Net's validation of the fold")
+    parser.add_argument("--nnunet-dir", type=Path, help="sets nnUNet_raw/preprocessed/results to DIR/raw, ... if unset")
+    parser.set_defaults(func=run_train)
+
+
+def set_nnunet_folders(base: Path | None) -> None:
+    if base is not None:
+        for name, sub in (("nnUNet_raw", "raw"), ("nnUNet_preprocessed", "preprocessed"), ("nnUNet_results", "results")):
+            os.environ.setdefault(name, str(base / sub))
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .train import TrainRequest, train
+
+    set_nnunet_folders(args.nnunet_dir)
+    request = TrainRequest(dataset=args.dataset, model=args.model, configuration=args.configuration, fold=args.fold,
+                           epochs=args.epochs, iterations=args.iterations, device=args.device, trainer=args.trainer,
+                           features=args.features, patch_size=args.patch, batch_size=args.batch_size,
+                           plans_name=args.plans_name, processes=args.processes, validate=not args.no_validation)
+    bar = tqdm(desc="epochs", unit="epoch")
+
+    def on_epoch(done: int, total: int, metrics: dict) -> None:
+        bar.total, bar.n = total, done
+        bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", dice=f"{metrics['pseudo_dice']:.3f}", refresh=True)
+
+    try:
+        result = train(request, on_epoch=on_epoch)
+    finally:
+        bar.close()
+    if result.already_done:
+        print(f"already trained: {result.fold_folder / 'checkpoint_final.pth'}")
+    else:
+        print(f"trained epochs {result.resumed_from_epoch + 1}-{result.epochs}; checkpoints in {result.fold_folder}")
+    return 0

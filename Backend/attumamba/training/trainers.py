@@ -1,0 +1,145 @@
+"""nnU-Net v2 trainers with each paper's recipe; nnU-Net finds them through ``nnUNet_extTrainer``.
+
+The network comes from the plans (``attumamba.nets.plans_with_network``); a trainer only says
+how it is trained: budget, optimiser, loss, precision. Everything else is nnU-Net's own
+trainer, unmodified. All of ours add what a desktop tool needs: a checkpoint after every
+epoch (so a cancelled run resumes losing at most one epoch), a progress callback and a
+cancel check between iterations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from torch import nn
+
+from ..errors import CancelledError
+from .losses import ReconstructionLoss, ScheduledDeepSupervision, TverskyBalancedCELoss
+
+#: (epoch done, epochs in total, {"train_loss", "val_loss", "pseudo_dice"})
+EpochCallback = Callable[[int, int, dict], None]
+
+
+class MambaTrainerBase(nnUNetTrainer):
+    """nnU-Net's trainer plus per-epoch checkpoints, progress, cancellation and an AMP switch."""
+
+    epochs, iterations, val_iterations = 1000, 250, 50
+    learning_rate = 1e-2
+    deep_supervision = True
+    amp = True  # False: forward and backward entirely in fp32 (U-Mamba's NoAMP recipe)
+
+    # nnU-Net records __init__'s arguments by name to rebuild the trainer: subclasses keep this signature
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs, self.num_iterations_per_epoch = self.epochs, self.iterations
+        self.num_val_iterations_per_epoch = self.val_iterations
+        self.initial_lr, self.enable_deep_supervision = self.learning_rate, self.deep_supervision
+        self.save_every = 1
+        self.on_epoch: EpochCallback | None = None
+        self.should_cancel: Callable[[], bool] = lambda: False
+
+    def _do_i_compile(self) -> bool:
+        return False  # the scan is a custom kernel (ours or mamba-ssm's): nothing for torch.compile to gain
+
+    def initialize(self) -> None:
+        super().initialize()
+        if not self.amp:
+            self.grad_scaler = None
+            _forward_without_autocast(self.network, self.device.type)
+
+    def train_step(self, batch: dict) -> dict:
+        if self.should_cancel():
+            raise CancelledError("training cancelled; run the same command again to resume from the last epoch")
+        return super().train_step(batch)
+
+    def on_epoch_end(self) -> None:
+        epoch = self.current_epoch
+        super().on_epoch_end()  # saves checkpoint_latest (save_every = 1) and advances current_epoch
+        if self.on_epoch is not None:
+            last = lambda key: self.logger.get_value(key, step=-1)  # noqa: E731
+            self.on_epoch(epoch + 1, self.num_epochs, {
+                "train_loss": float(last("train_losses")), "val_loss": float(last("val_losses")),
+                "pseudo_dice": float(np.nanmean(last("dice_per_class_or_region"))),
+            })
+
+    def run_training(self) -> None:
+        try:
+            super().run_training()
+        except BaseException:
+            for loader in (getattr(self, "dataloader_train", None), getattr(self, "dataloader_val", None)):
+                if hasattr(loader, "_finish"):
+                    loader._finish()  # stop the augmentation worker processes
+            raise
+
+
+def _forward_without_autocast(network: nn.Module, device_type: str) -> None:
+    """Make ``network`` ignore an enclosing autocast, without changing its state dict."""
+    forward = network.forward
+
+    def fp32_forward(*args, **kwargs):
+        with torch.autocast(device_type=device_type, enabled=False):
+            return forward(*args, **kwargs)
+
+    network.forward = fp32_forward
+
+
+def _adam(trainer: nnUNetTrainer, weight_decay: float, eps: float):
+    optimizer = torch.optim.Adam(trainer.network.parameters(), lr=trainer.initial_lr, weight_decay=weight_decay, eps=eps)
+    return optimizer, PolyLRScheduler(optimizer, trainer.initial_lr, trainer.num_epochs)
+
+
+class nnUNetTrainerAttUMamba(MambaTrainerBase):  # noqa: N801 (nnU-Net's naming)
+    """Att-UMamba: nnU-Net defaults (SGD 1e-2, Dice+CE, deep supervision, AMP) for 200 epochs × 50 iterations."""
+
+    epochs, iterations, val_iterations = 200, 50, 25
+
+
+class nnUNetTrainerUMamba(MambaTrainerBase):  # noqa: N801
+    """U-Mamba Bot/Enc: nnU-Net defaults, 1000 epochs × 250 iterations."""
+
+
+class nnUNetTrainerUMambaNoAMP(nnUNetTrainerUMamba):  # noqa: N801
+    """U-Mamba Enc without mixed precision (its authors' answer to NaN under AMP)."""
+
+    amp = False
+
+
+class nnUNetTrainerLightMUNet(MambaTrainerBase):  # noqa: N801
+    """LightM-UNet: Adam 1e-4 (wd 1e-5, eps 1e-5), poly LR, 100 epochs, no deep supervision, fp32."""
+
+    epochs, learning_rate, deep_supervision, amp = 100, 1e-4, False, False
+
+    def configure_optimizers(self):
+        return _adam(self, weight_decay=1e-5, eps=1e-5)
+
+
+class nnUNetTrainerMPUNet(MambaTrainerBase):  # noqa: N801
+    """MPU-Net: Adam 1e-4, 600 epochs; Tversky (α 0.3, β 0.7) + class-balanced CE on every scale,
+    the auxiliary scales weighted 0.4 at first and ×0.8 every 30 epochs."""
+
+    epochs, learning_rate = 600, 1e-4
+
+    def configure_optimizers(self):
+        return _adam(self, weight_decay=0.0, eps=1e-8)
+
+    def _build_loss(self):
+        return ScheduledDeepSupervision(TverskyBalancedCELoss(alpha=0.3, beta=0.7), first=0.4, decay=0.8, every=30)
+
+    def on_train_epoch_start(self) -> None:
+        self.loss.set_epoch(self.current_epoch)
+        super().on_train_epoch_start()
+
+
+class nnUNetTrainerMambaAHNet(MambaTrainerBase):  # noqa: N801
+    """Mamba-AHNet (2D): nnU-Net's Dice+CE with deep supervision plus λ·MSE between the
+    reconstruction branch's output and the network input (λ = 0.1; the paper gives no value)."""
+
+    reconstruction_weight = 0.1
+
+    def _build_loss(self):
+        return ReconstructionLoss(super()._build_loss(), self.network, self.reconstruction_weight)

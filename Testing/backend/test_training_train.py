@@ -1,0 +1,118 @@
+"""`attumamba-seg train`: every model through the real nnU-Net v2 pipeline on CPU (a few iterations).
+
+One tiny synthetic dataset is planned and preprocessed by nnU-Net once; each model then trains
+one short epoch with its paper's trainer. Checked: nnU-Net's final checkpoint holds weights
+that load strictly into the network the plans name, the losses are finite, the trainer is
+the model's recipe, a cancelled run resumes from its last epoch, and plans cannot change
+under a started training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+import torch
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+from attumamba.cli import main as cli_main
+from attumamba.errors import CancelledError, InputError
+from attumamba.nets import NETWORKS
+from attumamba.synth import synthesize
+from attumamba.training import convert_studies
+from attumamba.training.train import TrainRequest, train
+
+DATASET = "601"
+FIXED_TOPOLOGY_PATCH = {"lightmunet": [16, 16, 16], "lightmunet-light": [16, 16, 16], "mpunet": [16, 16, 16],
+                        "mambaahnet": [32, 32]}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """nnU-Net folders with a 2-study synthetic dataset; one augmentation worker."""
+    root = tmp_path_factory.mktemp("nnunet")
+    synthesize(root / "studies", 2, seed=31, profile="compact")
+    convert_studies(root / "studies", root / "raw", int(DATASET), "TinyPETCT")
+    saved = {k: os.environ.get(k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_n_proc_DA")}
+    os.environ.update(nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "preprocessed"),
+                      nnUNet_results=str(root / "results"), nnUNet_n_proc_DA="1")
+    yield root
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def tiny_request(model: str, **overrides) -> TrainRequest:
+    shape = {"features": None, "patch_size": FIXED_TOPOLOGY_PATCH[model]} if model in FIXED_TOPOLOGY_PATCH else \
+        {"features": [4, 8, 16], "patch_size": [16, 32, 32]}
+    options = dict(dataset=DATASET, model=model, fold="all", epochs=1, iterations=2, device="cpu", batch_size=2,
+                   processes=1, validate=False, **shape)
+    options.update(overrides)
+    return TrainRequest(**options)
+
+
+def load_checkpoint(path):
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+@pytest.mark.parametrize("model", list(NETWORKS))
+def test_every_model_trains_through_nnunet_and_its_checkpoint_loads_into_the_planned_network(workspace, model):
+    spec = NETWORKS[model]
+    result = train(tiny_request(model))
+    checkpoint = load_checkpoint(result.fold_folder / "checkpoint_final.pth")
+    assert checkpoint["trainer_name"] == spec.trainer
+    assert checkpoint["current_epoch"] == 1
+    losses = checkpoint["logging"]["train_losses"]
+    assert len(losses) == 1 and math.isfinite(losses[0])
+
+    plans = json.loads((workspace / "preprocessed" / "Dataset601_TinyPETCT" / f"nnUNetPlans_{model}.json").read_text())
+    configuration = PlansManager(plans).get_configuration(spec.configuration)
+    assert configuration.network_arch_class_name == spec.class_path
+    network = get_network_from_plans(configuration.network_arch_class_name, configuration.network_arch_init_kwargs,
+                                     configuration.network_arch_init_kwargs_req_import, 2, 2,
+                                     deep_supervision=spec.deep_supervision)
+    network.load_state_dict(checkpoint["network_weights"], strict=True)
+
+
+def test_a_cancelled_training_resumes_from_its_last_epoch_and_a_finished_one_is_not_redone(workspace):
+    request = tiny_request("umamba-bot", epochs=2, plans_name="resume_test")
+    calls = {"n": 0}
+
+    def cancel_in_second_epoch() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 2  # 2 iterations per epoch: cancel at the first one of epoch 2
+
+    with pytest.raises(CancelledError):
+        train(request, should_cancel=cancel_in_second_epoch)
+    folder = workspace / "results" / "Dataset601_TinyPETCT" / "nnUNetTrainerUMamba__resume_test__3d_fullres" / "fold_all"
+    assert load_checkpoint(folder / "checkpoint_latest.pth")["current_epoch"] == 1
+    assert not (folder / "checkpoint_final.pth").exists()
+
+    epochs_seen = []
+    result = train(request, on_epoch=lambda done, total, metrics: epochs_seen.append((done, total)))
+    assert (result.resumed_from_epoch, epochs_seen) == (1, [(2, 2)])
+    assert load_checkpoint(folder / "checkpoint_final.pth")["current_epoch"] == 2
+    assert train(request).already_done
+
+    with pytest.raises(InputError, match="plans-name"):
+        train(tiny_request("umamba-bot", epochs=2, plans_name="resume_test", features=[4, 8, 32]))
+
+
+def test_the_cli_trains_and_reports_bad_options_without_a_traceback(workspace, capsys):
+    args = ["train", "--dataset", DATASET, "--model", "attumamba", "--fold", "all", "--epochs", "1", "--iterations", "1",
+            "--device", "cpu", "--features", "4,8,16", "--patch", "16x32x32", "--batch-size", "2", "--no-validation",
+            "--plans-name", "cli_test"]
+    assert cli_main(args) == 0
+    assert "checkpoints in" in capsys.readouterr().out
+    assert cli_main(args) == 0
+    assert "already trained" in capsys.readouterr().out
+
+    assert cli_main(["train", "--dataset", "999", "--device", "cpu"]) == 2
+    assert "create it with 'attumamba-seg dataset'" in capsys.readouterr().err
+    assert cli_main(["train", "--dataset", DATASET, "--model", "mpunet", "--features", "4,8", "--device", "cpu"]) == 2
+    assert "fixed topology" in capsys.readouterr().err
