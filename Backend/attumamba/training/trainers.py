@@ -31,6 +31,7 @@ class MambaTrainerBase(nnUNetTrainer):
     learning_rate = 1e-2
     deep_supervision = True
     amp = True  # False: forward and backward entirely in fp32 (U-Mamba's NoAMP recipe)
+    foreground_oversampling = 0.33  # share of each batch centred on a lesion (nnU-Net's default)
 
     # nnU-Net records __init__'s arguments by name to rebuild the trainer: subclasses keep this signature
 
@@ -39,6 +40,7 @@ class MambaTrainerBase(nnUNetTrainer):
         self.num_epochs, self.num_iterations_per_epoch = self.epochs, self.iterations
         self.num_val_iterations_per_epoch = self.val_iterations
         self.initial_lr, self.enable_deep_supervision = self.learning_rate, self.deep_supervision
+        self.oversample_foreground_percent = self.foreground_oversampling
         self.save_every = 1
         self.on_epoch: EpochCallback | None = None
         self.should_cancel: Callable[[], bool] = lambda: False
@@ -97,6 +99,18 @@ class nnUNetTrainerAttUMamba(MambaTrainerBase):  # noqa: N801 (nnU-Net's naming)
     """Att-UMamba: nnU-Net defaults (SGD 1e-2, Dice+CE, deep supervision, AMP) for 200 epochs × 50 iterations."""
 
     epochs, iterations, val_iterations = 200, 50, 25
+
+
+class nnUNetTrainerAttUMambaCPU(nnUNetTrainerAttUMamba):  # noqa: N801
+    """Att-UMamba on a CPU budget (a few thousand iterations, the shipped default model): Adam 1e-3
+    with poly decay and half of each batch centred on a lesion. Under nnU-Net's SGD 1e-2 a small
+    network on small lesions first settles on "all background" and needs tens of thousands of
+    iterations to leave it; this recipe finds the lesions within the first epochs."""
+
+    epochs, learning_rate, foreground_oversampling = 40, 1e-3, 0.5
+
+    def configure_optimizers(self):
+        return _adam(self, weight_decay=3e-5, eps=1e-8)
 
 
 class nnUNetTrainerUMamba(MambaTrainerBase):  # noqa: N801
