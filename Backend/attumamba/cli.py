@@ -18,6 +18,7 @@ from .errors import CancelledError, InputError
 COMMAND_MODULES = (
     "attumamba.synth.command",
     "attumamba.training.command",
+    "attumamba.inference.command",
     "attumamba.demo",
 )
 

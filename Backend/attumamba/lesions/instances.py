@@ -29,7 +29,7 @@ def as_array(labels: sitk.Image) -> np.ndarray:
             raise InputError("the labelmap holds non-integer values; give a labelmap (0 = background, 1.. = lesions)")
     if array.min(initial=0) < 0:
         raise InputError("the labelmap holds negative values; give a labelmap (0 = background, 1.. = lesions)")
-    return np.asarray(array).astype(np.int32, copy=False)
+    return np.array(array, dtype=np.int32)  # a copy: a view dies with a temporary image
 
 
 def voxel_volume_ml(image: sitk.Image) -> float:
@@ -55,9 +55,8 @@ def label_instances(mask: sitk.Image) -> sitk.Image:
 
 def instances_of(labels: sitk.Image) -> sitk.Image:
     """Lesion instances of ``labels``: its own numbering if it has several values, else its components."""
-    values = np.unique(as_array(labels))
-    values = values[values > 0]
-    return labels if values.size > 1 else label_instances(labels)
+    present = np.count_nonzero(np.bincount(as_array(labels).ravel())[1:])
+    return labels if present > 1 else label_instances(labels)
 
 
 def filter_instances(instances: sitk.Image, *, min_volume_ml: float = 0.0, keep: set[int] | None = None,

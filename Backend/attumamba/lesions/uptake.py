@@ -38,22 +38,35 @@ def labels_on(image: sitk.Image, instances: sitk.Image) -> np.ndarray:
 
 def intensity_stats(image: sitk.Image, instances: sitk.Image, ids: np.ndarray) -> dict[str, np.ndarray]:
     """``max`` and ``mean`` of ``image`` per lesion id, and ``argmax_zyx`` on the image's grid (or -1)."""
-    values = sitk.GetArrayViewFromImage(image)
-    labels = labels_on(image, instances)
-    present = np.isin(ids, np.unique(labels))
+    stats = _stats_over_lesion_voxels(image, labels_on(image, instances), ids)
+    missing = np.isnan(stats["max"])
+    if missing.any():  # too small for this grid: sample the image at the lesion's own voxels
+        fine = _stats_over_lesion_voxels(resample_to(image, instances, kind="image"),
+                                         sitk.GetArrayFromImage(instances), ids[missing])
+        stats["max"][missing], stats["mean"][missing] = fine["max"], fine["mean"]
+    return stats
+
+
+def _stats_over_lesion_voxels(image: sitk.Image, labels: np.ndarray, ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-id max, mean and argmax over the lesion voxels only (a whole-body grid is mostly background)."""
+    where = np.flatnonzero(labels.ravel())
+    lesion = labels.ravel()[where].astype(np.int64)
+    zyx = np.stack(np.unravel_index(where, labels.shape), axis=1)
+    low, high = (zyx.min(0), zyx.max(0) + 1) if where.size else (np.zeros(3, int), np.ones(3, int))
+    box = sitk.GetArrayFromImage(image[int(low[2]):int(high[2]), int(low[1]):int(high[1]), int(low[0]):int(high[0])])
+    value = box[tuple((zyx - low).T)].astype(np.float64)
+    size = int(max(ids.max(initial=0), lesion.max(initial=0))) + 1
+    counts = np.bincount(lesion, minlength=size)
+    sums = np.bincount(lesion, weights=value, minlength=size)
+    order = np.lexsort((value, lesion))  # by lesion, then value: each lesion's maximum is its last entry
+    last = np.searchsorted(lesion[order], np.arange(size), side="right") - 1
+    has = counts[ids] > 0
     stats = {"max": np.full(ids.size, np.nan), "mean": np.full(ids.size, np.nan),
              "argmax_zyx": np.full((ids.size, 3), -1, dtype=np.int64)}
-    if present.any():
-        found = ids[present]
-        stats["max"][present] = ndimage.maximum(values, labels, found)
-        stats["mean"][present] = ndimage.mean(values, labels, found)
-        stats["argmax_zyx"][present] = np.asarray(ndimage.maximum_position(values, labels, found)).reshape(-1, 3)
-    if not present.all():  # too small for this grid: sample the image at the lesion's own voxels
-        fine = sitk.GetArrayViewFromImage(resample_to(image, instances, kind="image"))
-        lesion_labels = sitk.GetArrayViewFromImage(instances)
-        missing = ids[~present]
-        stats["max"][~present] = ndimage.maximum(fine, lesion_labels, missing)
-        stats["mean"][~present] = ndimage.mean(fine, lesion_labels, missing)
+    top = order[last[ids[has]]]
+    stats["max"][has] = value[top]
+    stats["mean"][has] = sums[ids[has]] / counts[ids[has]]
+    stats["argmax_zyx"][has] = zyx[top]
     return stats
 
 

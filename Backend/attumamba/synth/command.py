@@ -26,16 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from ..progress import progress_bar
     from .writer import synthesize
 
-    with tqdm(total=args.cases, desc="studies", unit="study") as bar:
-
-        def progress(fraction: float, stage: str) -> None:
-            bar.n = round(fraction * args.cases, 2)
-            bar.set_postfix_str(stage, refresh=True)
-
+    with progress_bar("studies", total=args.cases) as progress:
         folders = synthesize(
             args.out, args.cases, fmt=args.format, tracer=args.tracer, seed=args.seed,
             profile=args.profile, first_index=args.first_index, progress=progress,

@@ -27,20 +27,14 @@ def register_dataset(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_dataset(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ..errors import InputError
+    from ..progress import progress_bar
     from .dataset import convert_studies
 
     raw = args.nnunet_raw or (Path(os.environ["nnUNet_raw"]) if os.environ.get("nnUNet_raw") else None)
     if raw is None:
         raise InputError("say where nnU-Net's raw datasets live: --nnunet-raw DIR, or set nnUNet_raw")
-    with tqdm(total=1.0, desc="dataset", bar_format="{l_bar}{bar}| {postfix}") as bar:
-
-        def progress(fraction: float, stage: str) -> None:
-            bar.n = round(fraction, 3)
-            bar.set_postfix_str(stage, refresh=True)
-
+    with progress_bar("dataset") as progress:
         report = convert_studies(args.studies, raw, args.id, args.name, progress=progress)
     print(report.summary())
     return 0

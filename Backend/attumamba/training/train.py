@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..devices import resolve_device
 from ..errors import InputError
 from ..nets import network_spec, plans_with_network
 
@@ -142,18 +143,6 @@ def trainer_class(name: str):
         return recursive_find_trainer_class_by_name(name)
     except (RuntimeError, ImportError) as error:
         raise InputError(f"cannot load nnU-Net trainer {name!r}: {error}") from error
-
-
-def resolve_device(device: str):
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda asked for, but PyTorch sees no CUDA GPU; use --device cpu")
-    if device not in ("cpu", "cuda"):
-        raise InputError(f"unknown device {device!r}; use auto, cpu or cuda")
-    return torch.device(device)
 
 
 def train(request: TrainRequest, on_epoch: Callable[[int, int, dict], None] | None = None,
