@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "attumamba.synth.command",
     "attumamba.training.command",
     "attumamba.inference.command",
+    "attumamba.server.command",
     "attumamba.demo",
 )
 

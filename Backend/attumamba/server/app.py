@@ -1,0 +1,198 @@
+"""The HTTP API of DESIGN.md §2 (``/v1``) on FastAPI.
+
+Every call but ``/v1/health`` needs the bearer token. Everything a caller can get wrong is a
+JSON ``{error, detail}`` with a 4xx status; an unexpected failure is a 500 with no traceback
+(that goes to the server log). Blocking work (reading uploads, lesion analysis) runs in
+FastAPI's thread pool, segmentation in the job queue's workers, so the API stays responsive.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tempfile
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import SimpleITK as sitk
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from .. import __version__
+from ..errors import InputError
+from ..inference import SegmentOptions, installed_models
+from ..lesions import analyze
+from .auth import token_matches
+from .jobs import JobQueue, SegmenterCache
+from .studies import Limits, StudyStore, check_study, read_upload
+
+log = logging.getLogger("attumamba.server")
+
+
+@dataclass
+class ServerState:
+    token: str
+    limits: Limits = field(default_factory=Limits)
+    devices: tuple[str, ...] = ("cpu",)
+    segmenters: SegmenterCache = field(default_factory=SegmenterCache)
+
+
+class JobRequest(BaseModel):
+    study_id: str
+    model: str | None = None
+    device: str | None = None
+    tta: bool = False
+    options: dict = Field(default_factory=dict)
+
+
+class ApiError(HTTPException):
+    def __init__(self, status: int, error: str, detail: str):
+        super().__init__(status, detail)
+        self.error = error
+
+
+def create_app(state: ServerState) -> FastAPI:
+    studies = StudyStore(state.limits)
+    jobs: JobQueue | None = None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        nonlocal jobs
+        jobs = JobQueue(state.segmenters, state.devices)
+        yield
+        jobs.shutdown()
+        studies.clear()
+
+    app = FastAPI(title="AttUMambaSeg backend", version=__version__, lifespan=lifespan,
+                  description="Whole-body PET/CT lesion segmentation with Mamba U-Nets (DESIGN.md §2).")
+
+    def authorised(request: Request) -> None:
+        if not token_matches(request.headers.get("authorization"), state.token):
+            raise ApiError(401, "unauthorised", "send 'Authorization: Bearer <token>' with the token the server wrote")
+
+    def study_or_404(study_id: str):
+        study = studies.get(study_id)
+        if study is None:
+            raise ApiError(404, "unknown study", f"no study {study_id!r} (expired or never uploaded); upload it again")
+        return study
+
+    def job_or_404(job_id: str):
+        job = jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, "unknown job", f"no job {job_id!r}")
+        return job
+
+    def finished_job(job_id: str):
+        job = job_or_404(job_id)
+        if job.state != "done":
+            raise ApiError(409, "job not done", f"job {job_id} is {job.state}; poll GET /v1/jobs/{job_id} until done")
+        return job
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError):
+        return JSONResponse({"error": exc.error, "detail": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(InputError)
+    async def input_error(request: Request, exc: InputError):
+        return JSONResponse({"error": "invalid input", "detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return JSONResponse({"error": "http error", "detail": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": "invalid request", "detail": details}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "internal error", "detail": "the server failed; see its log"}, status_code=500)
+
+    @app.get("/v1/health")
+    def health() -> dict:
+        import torch
+
+        from ..ssm.dispatch import scan_backend
+
+        cuda = torch.cuda.is_available()
+        return {"status": "ok", "version": __version__, "devices": list(state.devices), "cuda": cuda,
+                "scan": {device: scan_backend(device) for device in state.devices},
+                "mamba_ssm_kernels": cuda and scan_backend("cuda") == "mamba_ssm-cuda"}
+
+    @app.get("/v1/models", dependencies=[Depends(authorised)])
+    def models() -> list[dict]:
+        return [model.summary() for model in installed_models()]
+
+    @app.post("/v1/studies", dependencies=[Depends(authorised)])
+    async def upload_study(ct: UploadFile = File(...), pet: UploadFile = File(...), meta: str | None = Form(None)):
+        try:
+            details = json.loads(meta) if meta else {}
+        except json.JSONDecodeError as error:
+            raise ApiError(422, "invalid input", f"meta is not JSON: {error}") from None
+        if not isinstance(details, dict):
+            raise ApiError(422, "invalid input", "meta must be a JSON object")
+        ct_image = await run_in_threadpool(read_upload, ct.file, ct.filename, "the CT", state.limits)
+        pet_image = await run_in_threadpool(read_upload, pet.file, pet.filename, "the PET", state.limits)
+        await run_in_threadpool(check_study, ct_image, pet_image)
+        return studies.add(ct_image, pet_image, details).describe()
+
+    @app.post("/v1/jobs", dependencies=[Depends(authorised)], status_code=202)
+    def submit(request: JobRequest) -> dict:
+        study = study_or_404(request.study_id)
+        options = SegmentOptions.from_dict(request.options)
+        device = request.device or state.devices[0]
+        return jobs.submit(study, request.model, device, request.tta, options).status()
+
+    @app.get("/v1/jobs/{job_id}", dependencies=[Depends(authorised)])
+    def job_status(job_id: str) -> dict:
+        return job_or_404(job_id).status()
+
+    @app.delete("/v1/jobs/{job_id}", dependencies=[Depends(authorised)])
+    def cancel(job_id: str) -> dict:
+        job_or_404(job_id)
+        return jobs.cancel(job_id).status()
+
+    @app.get("/v1/jobs/{job_id}/labelmap", dependencies=[Depends(authorised)])
+    async def labelmap(job_id: str) -> Response:
+        job = finished_job(job_id)
+        data = await run_in_threadpool(image_bytes, job.instances)
+        return Response(data, media_type="application/octet-stream",
+                        headers={"Content-Disposition": f'attachment; filename="lesions_{job_id}.nrrd"'})
+
+    @app.get("/v1/jobs/{job_id}/lesions", dependencies=[Depends(authorised)])
+    def lesions(job_id: str) -> dict:
+        return finished_job(job_id).report
+
+    @app.post("/v1/studies/{study_id}/measure", dependencies=[Depends(authorised)])
+    async def measure(study_id: str, labelmap: UploadFile = File(...), options: str | None = Form(None)):
+        study = study_or_404(study_id)
+        try:
+            chosen = SegmentOptions.from_dict(json.loads(options) if options else {})
+        except json.JSONDecodeError as error:
+            raise ApiError(422, "invalid input", f"options is not JSON: {error}") from None
+        labels = await run_in_threadpool(read_upload, labelmap.file, labelmap.filename, "the labelmap", state.limits)
+        return await run_in_threadpool(analyze, labels, study.ct, study.pet, min_volume_ml=chosen.min_volume_ml,
+                                       min_suv_max=chosen.min_suv_max)
+
+    return app
+
+
+def image_bytes(image: sitk.Image) -> bytes:
+    """An image as compressed NRRD bytes (written through a private temporary file)."""
+    with tempfile.TemporaryDirectory(prefix="attumamba-download-") as folder:
+        path = Path(folder) / "labelmap.nrrd"
+        sitk.WriteImage(image, str(path), useCompression=True)
+        return path.read_bytes()
+
+
+def read_image_bytes(data: bytes, suffix: str = ".nrrd") -> sitk.Image:
+    """The inverse of :func:`image_bytes` (for clients and tests)."""
+    return read_upload(io.BytesIO(data), f"image{suffix}", "the image", Limits())

@@ -1,0 +1,157 @@
+"""Uploaded studies: volume files read safely, kept in memory for re-measuring, evicted by size and age.
+
+An upload is streamed to a private temporary file with a byte cap, its header is read before
+its voxels (a header claiming billions of voxels is refused without allocating them), and
+the temporary file is deleted as soon as the volume is in memory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import InputError
+from ..inference.pipeline import check_pet_is_suv
+from ..io import check_same_space
+
+SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_upload_bytes: int = 2 << 30        # per file
+    max_voxels: int = 1024 * 1024 * 1024   # per volume (e.g. CT 512×512×4000)
+    max_studies_bytes: int = 8 << 30       # all studies kept in memory
+    study_ttl_s: float = 4 * 3600.0        # unused studies are dropped after this
+
+
+@dataclass
+class Study:
+    study_id: str
+    ct: sitk.Image
+    pet: sitk.Image
+    meta: dict = field(default_factory=dict)
+    last_used: float = field(default_factory=time.monotonic)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(_image_bytes(image) for image in (self.ct, self.pet))
+
+    def describe(self) -> dict:
+        return {"study_id": self.study_id, "ct": _geometry(self.ct), "pet": _geometry(self.pet), "meta": self.meta}
+
+
+def read_upload(stream: BinaryIO, filename: str | None, what: str, limits: Limits) -> sitk.Image:
+    """A 3D volume from an uploaded file object; InputError for anything that is not one."""
+    suffix = next((s for s in SUFFIXES if (filename or "").lower().endswith(s)), None)
+    if suffix is None:
+        raise InputError(f"{what}: the file name {filename!r} has no known volume suffix ({', '.join(SUFFIXES)})")
+    folder = Path(tempfile.mkdtemp(prefix="attumamba-upload-"))
+    try:
+        path = folder / f"volume{suffix}"
+        written = 0
+        with path.open("wb") as handle:
+            while chunk := stream.read(CHUNK):
+                written += len(chunk)
+                if written > limits.max_upload_bytes:
+                    raise InputError(f"{what} is larger than the upload limit of {limits.max_upload_bytes >> 20} MiB")
+                handle.write(chunk)
+        return _read_checked(path, what, limits)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _read_checked(path: Path, what: str, limits: Limits) -> sitk.Image:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise InputError(f"{what} is not a readable volume (NIfTI, NRRD or MetaImage)") from None
+    size = reader.GetSize()
+    if len(size) != 3 or min(size) < 2:
+        raise InputError(f"{what} is {len(size)}D with size {list(size)}; a 3D volume is needed")
+    if int(np.prod(size, dtype=np.int64)) * max(1, reader.GetNumberOfComponents()) > limits.max_voxels:
+        raise InputError(f"{what} claims {list(size)} voxels, more than the limit of {limits.max_voxels}")
+    if reader.GetNumberOfComponents() != 1:
+        raise InputError(f"{what} has {reader.GetNumberOfComponents()} components per voxel; give a scalar volume")
+    try:
+        image = reader.Execute()
+    except RuntimeError:
+        raise InputError(f"{what}'s voxel data cannot be read (truncated or corrupt file)") from None
+    if not np.isfinite(sitk.GetArrayFromImage(image)).all():
+        raise InputError(f"{what} holds NaN or infinite voxels; fix or re-export the volume")
+    return image
+
+
+def check_study(ct: sitk.Image, pet: sitk.Image) -> None:
+    check_same_space(ct, pet)
+    check_pet_is_suv(pet)
+
+
+class StudyStore:
+    """Thread-safe studies by id, least recently used first out when over the byte cap or too old."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self._studies: OrderedDict[str, Study] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, ct: sitk.Image, pet: sitk.Image, meta: dict | None = None) -> Study:
+        study = Study(uuid.uuid4().hex, ct, pet, dict(meta or {}))
+        if study.nbytes > self.limits.max_studies_bytes:
+            raise InputError(f"the study needs {study.nbytes >> 20} MiB, more than the store's "
+                             f"{self.limits.max_studies_bytes >> 20} MiB")
+        with self._lock:
+            self._studies[study.study_id] = study
+            self._evict(keep=study.study_id)
+        return study
+
+    def get(self, study_id: str) -> Study | None:
+        with self._lock:
+            self._evict()
+            study = self._studies.get(study_id)
+            if study is not None:
+                study.last_used = time.monotonic()
+                self._studies.move_to_end(study_id)
+            return study
+
+    def clear(self) -> None:
+        with self._lock:
+            self._studies.clear()
+
+    def __len__(self) -> int:
+        return len(self._studies)
+
+    def _evict(self, keep: str | None = None) -> None:
+        now = time.monotonic()
+        for study_id in [k for k, s in self._studies.items() if now - s.last_used > self.limits.study_ttl_s]:
+            if study_id != keep:
+                del self._studies[study_id]
+        total = sum(s.nbytes for s in self._studies.values())
+        for study_id in list(self._studies):
+            if total <= self.limits.max_studies_bytes:
+                break
+            if study_id != keep:
+                total -= self._studies.pop(study_id).nbytes
+
+
+def _image_bytes(image: sitk.Image) -> int:
+    return int(np.prod(image.GetSize(), dtype=np.int64)) * image.GetSizeOfPixelComponent() * \
+        image.GetNumberOfComponentsPerPixel()
+
+
+def _geometry(image: sitk.Image) -> dict:
+    return {"size": list(image.GetSize()), "spacing": list(image.GetSpacing()), "origin": list(image.GetOrigin()),
+            "direction": list(image.GetDirection())}
