@@ -2,9 +2,9 @@
 
 It makes one synthetic whole-body PET/CT study as a DICOM study (as a scanner would deliver
 it), finds it again with :func:`attumamba.io.find_studies`, reads CT and PET back through
-:func:`attumamba.io.load_volume` (PET converted to SUVbw from its DICOM headers), and prints
-what it found next to the generator's ground truth, with a coronal PET/CT MIP as a PNG.
-Segmentation joins this job when the model lands; the command name stays.
+:func:`attumamba.io.load_volume` (PET converted to SUVbw from its DICOM headers), segments it
+with the default model, and prints the lesion table next to the generator's ground truth and
+the case's metrics, with a coronal PET/CT MIP of the found lesions as a PNG.
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="run the default job on a built-in synthetic study",
-        description="Synthetic DICOM PET/CT study -> discovery -> SUV read-back -> summary and MIP figure.",
+        description="Synthetic DICOM PET/CT study -> discovery -> SUV read-back -> segmentation with the "
+                    "default model -> lesion table, metrics against the ground truth, MIP figure.",
     )
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic study (default: 7)")
     parser.add_argument("--tracer", choices=("psma", "fdg"), default="psma")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")
     parser.set_defaults(func=run)
 
 
@@ -46,21 +48,18 @@ def _prepare_output(out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import SimpleITK as sitk
-    from tqdm import tqdm
 
     from . import io, synth
+    from .inference import Segmenter, resolve_model, run_study, write_outputs
+    from .inference.command import print_lesion_table
+    from .metrics import evaluate_case
+    from .progress import progress_bar
     from .viz import render_pet_ct_mip
 
     out: Path = args.out
     _prepare_output(out)
 
-    with tqdm(total=1.0, desc="synthetic study", unit="", bar_format="{l_bar}{bar}| {postfix}") as bar:
-
-        def progress(fraction: float, stage: str) -> None:
-            bar.n = round(fraction, 3)
-            bar.set_postfix_str(stage)
-            bar.refresh()
-
+    with progress_bar("synthetic study") as progress:
         (study_dir,) = synth.synthesize(
             out / "studies", 1, fmt="dicom", tracer=args.tracer, seed=args.seed, progress=progress
         )
@@ -94,11 +93,23 @@ def run(args: argparse.Namespace) -> int:
             f"  {lesion['id']:>3} {lesion['type']:<7} {lesion['shape']:<10} "
             f"{lesion['volume_ml']:>9.2f} {lesion['suv']:>8.1f} {read_max:>11}"
         )
+    print(f"\nSegmenting with the default model ({args.device}):")
+    with progress_bar("segment") as progress:
+        segmenter = Segmenter(resolve_model(None), args.device)
+        result = run_study(segmenter, ct, suv, progress=progress)
+    written = write_outputs(result, out / "segmentation")
+    print_lesion_table(result.report)
+    truth_ct = sitk.GetArrayFromImage(sitk.ReadImage(str(truth_dir / "SEG_instances_ct.nii.gz"))) > 0
+    found = sitk.GetArrayFromImage(result.instances) > 0
+    scores = evaluate_case(found, truth_ct, ct.GetSpacing()[::-1])
+    print(f"\nAgainst the ground truth (CT grid): Dice {scores['dice']:.3f}, FPV {scores['fpv_ml']:.2f} mL, "
+          f"FNV {scores['fnv_ml']:.2f} mL; {result.report['totals']['n_lesions']} lesions found, {len(lesions)} true")
+    print("Time: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
     figure = render_pet_ct_mip(
-        ct, suv, out / "mip.png", labels=labels_pet,
-        title=f"{study.study_id}: coronal PET MIP over CT, ground-truth lesions",
+        ct, suv, out / "mip.png", labels=result.instances,
+        title=f"{study.study_id}: coronal PET MIP over CT, lesions found by {segmenter.package.name}",
     )
-    print(f"\nFigure: {figure}")
+    print(f"\nOutputs: {written['labelmap'].parent} (labelmap, lesions.json, lesions.csv); figure: {figure}")
     return 0
 
 

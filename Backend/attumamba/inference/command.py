@@ -32,6 +32,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     models.add_argument("--json", action="store_true", help="print the manifests as JSON")
     models.set_defaults(func=run_models)
 
+    package = subparsers.add_parser(
+        "package", help="turn a trained nnU-Net results folder into a model package",
+        description="Copies plans.json and dataset.json, strips each fold's checkpoint_final.pth to its weights "
+                    "(so it loads with weights_only=True) and writes model.json.")
+    package.add_argument("results", type=Path, help="nnU-Net results folder <Trainer>__<Plans>__<configuration>")
+    package.add_argument("-o", "--out", type=Path, required=True, help="new package folder")
+    package.add_argument("--name", required=True, help="short model name (what --model and /v1/models use)")
+    package.add_argument("--display-name", default=None)
+    package.add_argument("--description", default="")
+    package.add_argument("--folds", default=None, help="comma-separated folds (default: every finished fold)")
+    package.add_argument("--metrics", type=Path, default=None, help="summary.json from 'attumamba-seg evaluate'")
+    package.add_argument("--training", type=Path, default=None, help="JSON with how it was trained (data, commands)")
+    package.add_argument("--license", default="unspecified")
+    package.set_defaults(func=run_package)
+
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="installed model name or package folder/zip (default: the default model)")
@@ -88,4 +103,27 @@ def run_models(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{k} {v:.3g}" for k, v in metrics.items() if isinstance(v, (int, float)))
         print(f"{model['name']}: {model['display_name']} ({model['architecture']}, {model['configuration']}, "
               f"folds {', '.join(model['folds'])})" + (f"\n    held-out: {shown}" if shown else ""))
+    return 0
+
+
+def run_package(args: argparse.Namespace) -> int:
+    from .package import build_manifest, export_package
+
+    folds = sorted(args.results.glob("fold_*/checkpoint_final.pth"))
+    if args.folds:
+        wanted = {f"fold_{fold.strip()}" for fold in args.folds.split(",")}
+        folds = [f for f in folds if f.parent.name in wanted]
+    folds = [f.parent for f in folds]
+    if not folds:
+        from ..errors import InputError
+
+        raise InputError(f"{args.results} has no finished fold (fold_*/checkpoint_final.pth) to package")
+    metrics = json.loads(args.metrics.read_text()) if args.metrics else {}
+    training = json.loads(args.training.read_text()) if args.training else {}
+    manifest = build_manifest(args.results, name=args.name, display_name=args.display_name or args.name,
+                              description=args.description, license=args.license, training=training,
+                              metrics=metrics.get("mean", metrics))
+    package = export_package(folds, args.out, manifest)
+    size = sum(p.stat().st_size for p in package.root.rglob("*") if p.is_file())
+    print(f"packaged {package.name} ({', '.join(f.name for f in folds)}) in {package.root}, {size / 1e6:.1f} MB")
     return 0

@@ -151,6 +151,32 @@ def export_package(fold_folders: list[Path], out: Path, manifest: dict) -> Model
     return open_model(out)
 
 
+def build_manifest(results: Path, *, name: str, display_name: str, description: str = "", license: str = "unspecified",
+                   training: dict | None = None, metrics: dict | None = None) -> dict:
+    """``model.json`` for an nnU-Net results folder ``<Trainer>__<Plans>__<configuration>``."""
+    from ..nets import NETWORKS
+
+    parts = results.name.split("__")
+    if len(parts) != 3:
+        raise InputError(f"{results} is not an nnU-Net results folder named <Trainer>__<Plans>__<configuration>")
+    trainer, _, configuration = parts
+    plans = _read_json(results / "plans.json", "the nnU-Net plans")
+    dataset = _read_json(results / "dataset.json", "the nnU-Net dataset.json")
+    resolved = plans["configurations"][configuration]
+    class_name = resolved["architecture"]["network_class_name"]
+    architecture = next((key for key, spec in NETWORKS.items() if spec.class_path == class_name), class_name)
+    lesion_labels = {k: v for k, v in dataset["labels"].items() if k != "background"}
+    return {
+        "name": name, "display_name": display_name, "description": description, "architecture": architecture,
+        "trainer": trainer, "configuration": configuration, "inputs": ["CT", "PET"],
+        "input_units": {"CT": "HU, resampled onto the PET grid", "PET": "SUVbw"},
+        "labels": {label: {"value": value, "category": "SCT 49755003 Morphologically abnormal structure",
+                           "type": "SCT 108369006 Neoplasm"} for label, value in lesion_labels.items()},
+        "target_spacing_mm": resolved["spacing"][::-1], "patch_size": resolved["patch_size"],
+        "license": license, "training": training or {}, "metrics": metrics or {},
+    }
+
+
 def _read_json(path: Path, what: str) -> dict:
     try:
         return json.loads(path.read_text())

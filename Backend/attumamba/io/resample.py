@@ -60,6 +60,13 @@ def resample_to(
     return resampled
 
 
+def same_grid(a: sitk.Image, b: sitk.Image) -> bool:
+    """Whether two images share size, spacing, origin and direction (voxel-for-voxel comparable)."""
+    return (a.GetSize() == b.GetSize() and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-4)
+            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-3)
+            and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-5))
+
+
 def default_fill(image: sitk.Image, kind: Kind = "image") -> float:
     """What lies outside ``image``: air (−1024 HU) for CT-like images, 0 for PET and labels."""
     if kind == "label":

@@ -18,16 +18,10 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..io import resample_to
+from ..io.resample import resample_to, same_grid
 
 PEAK_SPHERE_RADIUS_MM = (3.0 / (4.0 * math.pi)) ** (1.0 / 3.0) * 10.0  # 1 cm³ → 6.204 mm
 _SUBSAMPLES = 8
-
-
-def same_grid(a: sitk.Image, b: sitk.Image) -> bool:
-    return (a.GetSize() == b.GetSize() and np.allclose(a.GetSpacing(), b.GetSpacing())
-            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-4)
-            and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-6))
 
 
 def labels_on(image: sitk.Image, instances: sitk.Image) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import CancelledError, InputError
-from ..io.resample import resample_to
+from ..io.resample import resample_to, same_grid
 from ..io.volume import volume_suffix
 from ..metrics import evaluate_case
 
@@ -32,11 +32,6 @@ def _cases(folder: Path) -> dict[str, Path]:
         if suffix and path.is_file():
             cases[path.name[: -len(suffix)]] = path
     return cases
-
-
-def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
-    return (a.GetSize() == b.GetSize() and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-4)
-            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-3) and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-5))
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -70,7 +65,7 @@ def evaluate_folders(
         if progress is not None:
             progress(n / len(gts), case)
         gt, pred = sitk.ReadImage(str(gts[case])), sitk.ReadImage(str(preds[case]))
-        if not _same_grid(pred, gt):
+        if not same_grid(pred, gt):
             pred = resample_to(pred, gt, kind="label")
         spacing = gt.GetSpacing()[::-1]  # array axis order [z, y, x]
         row = {"case": case, **evaluate_case(sitk.GetArrayViewFromImage(pred), sitk.GetArrayViewFromImage(gt), spacing, tolerance_mm)}
