@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 import time
 
 import httpx
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import uvicorn
+from loopback import serving
 from tiny_model import make_tiny_package, small_study
 
 from attumamba.errors import InputError
@@ -30,17 +29,9 @@ def server(tmp_path_factory):
     os.environ["ATTUMAMBA_MODELS"] = str(models)
     limits = Limits(max_upload_bytes=8 << 20, max_voxels=2_000_000, max_studies_bytes=64 << 20)
     app = create_app(ServerState(token=TOKEN, limits=limits))
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    while not uv.started:
-        time.sleep(0.05)
-    port = uv.servers[0].sockets[0].getsockname()[1]
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"},
-                      timeout=60) as client:
+    with serving(app) as url, httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"},
+                                           timeout=60) as client:
         yield client
-    uv.should_exit = True
-    thread.join(10)
     if saved is None:
         os.environ.pop("ATTUMAMBA_MODELS", None)
     else:

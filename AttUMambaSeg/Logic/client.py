@@ -1,0 +1,153 @@
+"""The backend's HTTP API from Slicer, with the standard library only (urllib, json).
+
+Every call has a timeout and turns whatever goes wrong into a :class:`BackendError` whose
+message says what to do: backend not running, wrong token, the backend's own ``{error, detail}``.
+Uploads are streamed from disk, never read whole into memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+
+class BackendError(RuntimeError):
+    """A backend call failed; the message is meant for the user."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class BackendClient:
+    def __init__(self, url: str = "http://127.0.0.1:8765", token: str = "", timeout: float = 30.0):
+        self.url, self.token, self.timeout = url.rstrip("/"), token.strip(), timeout
+
+    @classmethod
+    def from_token_file(cls, url: str, token_file: str | Path, timeout: float = 30.0) -> BackendClient:
+        path = Path(token_file).expanduser()
+        try:
+            return cls(url, path.read_text().strip(), timeout)
+        except OSError as error:
+            raise BackendError(f"cannot read the backend token from {path} ({error.strerror}); start the backend "
+                               "first (it writes the token there) or paste the token") from None
+
+    # --- calls -----------------------------------------------------------------------------
+    def health(self) -> dict:
+        return self._json("GET", "/v1/health", timeout=5.0)
+
+    def models(self) -> list[dict]:
+        return self._json("GET", "/v1/models")
+
+    def upload_study(self, ct_file: str | Path, pet_file: str | Path, meta: dict | None = None) -> dict:
+        fields = {"meta": json.dumps(meta or {})}
+        return self._multipart("/v1/studies", {"ct": Path(ct_file), "pet": Path(pet_file)}, fields)
+
+    def submit(self, study_id: str, model: str | None = None, *, device: str | None = None, tta: bool = False,
+               options: dict | None = None) -> dict:
+        body = {"study_id": study_id, "model": model, "device": device, "tta": tta, "options": options or {}}
+        return self._json("POST", "/v1/jobs", {k: v for k, v in body.items() if v is not None})
+
+    def job(self, job_id: str) -> dict:
+        return self._json("GET", f"/v1/jobs/{job_id}")
+
+    def cancel(self, job_id: str) -> dict:
+        return self._json("DELETE", f"/v1/jobs/{job_id}")
+
+    def lesions(self, job_id: str) -> dict:
+        return self._json("GET", f"/v1/jobs/{job_id}/lesions")
+
+    def download_labelmap(self, job_id: str, target: str | Path) -> Path:
+        data = self._request("GET", f"/v1/jobs/{job_id}/labelmap", timeout=max(self.timeout, 120.0))
+        target = Path(target)
+        temporary = target.with_name(target.name + ".part")
+        temporary.write_bytes(data)
+        os.replace(temporary, target)
+        return target
+
+    def measure(self, study_id: str, labelmap_file: str | Path, options: dict | None = None) -> dict:
+        return self._multipart(f"/v1/studies/{study_id}/measure", {"labelmap": Path(labelmap_file)},
+                               {"options": json.dumps(options or {})})
+
+    def wait(self, job_id: str, *, poll_s: float = 0.5, timeout_s: float = 3600.0,
+             on_status=None, should_cancel=None) -> dict:
+        """Poll a job until it finishes (for scripts and tests; the GUI polls with a timer)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = self.job(job_id)
+            if on_status is not None:
+                on_status(status)
+            if status["state"] in ("done", "failed", "cancelled"):
+                return status
+            if should_cancel is not None and should_cancel():
+                self.cancel(job_id)
+            if time.monotonic() > deadline:
+                raise BackendError(f"job {job_id} did not finish within {timeout_s:.0f} s")
+            time.sleep(poll_s)
+
+    # --- plumbing --------------------------------------------------------------------------
+    def _json(self, method: str, path: str, body: dict | None = None, timeout: float | None = None):
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        return json.loads(self._request(method, path, data, headers, timeout))
+
+    def _multipart(self, path: str, files: dict[str, Path], fields: dict[str, str]) -> dict:
+        for name, file in files.items():
+            if not file.is_file():
+                raise BackendError(f"{name}: {file} is not a file")
+        boundary = uuid.uuid4().hex
+        parts: list = []
+        for name, value in fields.items():
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+        for name, file in files.items():
+            parts.append((f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{file.name}"\r\n'
+                          "Content-Type: application/octet-stream\r\n\r\n").encode())
+            parts.append(file)
+            parts.append(b"\r\n")
+        parts.append(f"--{boundary}--\r\n".encode())
+        length = sum(p.stat().st_size if isinstance(p, Path) else len(p) for p in parts)
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(length)}
+        return json.loads(self._request("POST", path, _stream(parts), headers, max(self.timeout, 600.0)))
+
+    def _request(self, method: str, path: str, data=None, headers: dict | None = None,
+                 timeout: float | None = None) -> bytes:
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=dict(headers or {}))
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
+                return response.read()
+        except urllib.error.HTTPError as error:
+            raise BackendError(_http_message(error), error.code) from None
+        except urllib.error.URLError as error:
+            raise BackendError(f"the backend at {self.url} is not reachable ({error.reason}); start it "
+                               "(attumamba-seg serve) or check the URL") from None
+        except TimeoutError:
+            raise BackendError(f"the backend at {self.url} did not answer within {timeout or self.timeout:.0f} s") from None
+
+
+def _stream(parts: list):
+    """A generator body for urllib: bytes as they are, files in 1 MiB chunks."""
+    for part in parts:
+        if isinstance(part, Path):
+            with part.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    yield chunk
+        else:
+            yield part
+
+
+def _http_message(error: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(error.read())
+        detail = f"{body.get('error', 'error')}: {body.get('detail', '')}"
+    except (ValueError, OSError):
+        detail = error.reason
+    if error.code == 401:
+        return f"the backend refused the token ({detail}); use the token the backend wrote at its start"
+    return f"backend error {error.code}: {detail}"
