@@ -25,23 +25,34 @@ def test_help_lists_the_commands():
 
 
 @pytest.mark.slow
-def test_demo_finds_the_study_reads_suv_back_and_draws_the_mip(tmp_path):
+def test_demo_segments_the_study_and_prints_the_lesion_table(tmp_path):
     out = tmp_path / "demo"
-    result = _run("demo", "--out", str(out))
+    result = _run("demo", "--out", str(out), "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert "Studies found" in result.stdout and ": 1" in result.stdout
     assert "PET in SUVbw" in result.stdout
-    png = out / "mip.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     # Every ground-truth lesion got a row with an SUVmax read back from the DICOM PET.
-    table = result.stdout.split("Ground-truth lesions")[1].split("Figure:")[0]
+    table = result.stdout.split("Ground-truth lesions")[1].split("Segmenting")[0]
     rows = [line for line in table.splitlines()[2:] if line.strip()]
     assert rows, "the default demo study must contain lesions"
     assert all(not row.rstrip().endswith("-") for row in rows)
+    # The default model's lesion table and its scores against the ground truth.
+    assert "SUVpeak" in result.stdout and "Against the ground truth" in result.stdout
+    for name in ("lesions.nii.gz", "lesions.json", "lesions.csv"):
+        assert (out / "segmentation" / name).is_file()
+    png = out / "mip.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
 
-    # Running again replaces the previous demo output ...
-    again = _run("demo", "--out", str(out))
-    assert again.returncode == 0, again.stderr
+
+def test_demo_replaces_only_its_own_previous_output(tmp_path):
+    from attumamba.demo import MARKER, _prepare_output
+
+    previous = tmp_path / "demo"
+    previous.mkdir()
+    (previous / MARKER).write_text("x")
+    (previous / "old.txt").write_text("old")
+    _prepare_output(previous)
+    assert not (previous / "old.txt").exists() and (previous / MARKER).exists()
 
 
 def test_demo_refuses_a_folder_it_did_not_write(tmp_path):

@@ -45,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     package.add_argument("--metrics", type=Path, default=None, help="summary.json from 'attumamba-seg evaluate'")
     package.add_argument("--training", type=Path, default=None, help="JSON with how it was trained (data, commands)")
     package.add_argument("--license", default="unspecified")
+    package.add_argument("--default", action="store_true", help="mark it as the model used when none is named")
     package.set_defaults(func=run_package)
 
 
@@ -119,10 +120,13 @@ def run_package(args: argparse.Namespace) -> int:
 
         raise InputError(f"{args.results} has no finished fold (fold_*/checkpoint_final.pth) to package")
     metrics = json.loads(args.metrics.read_text()) if args.metrics else {}
+    if "metrics" in metrics:  # summary.json of 'attumamba-seg evaluate': keep each metric's mean
+        metrics = {name: values["mean"] for name, values in metrics["metrics"].items()}
     training = json.loads(args.training.read_text()) if args.training else {}
     manifest = build_manifest(args.results, name=args.name, display_name=args.display_name or args.name,
                               description=args.description, license=args.license, training=training,
                               metrics=metrics.get("mean", metrics))
+    manifest["default"] = args.default
     package = export_package(folds, args.out, manifest)
     size = sum(p.stat().st_size for p in package.root.rglob("*") if p.is_file())
     print(f"packaged {package.name} ({', '.join(f.name for f in folds)}) in {package.root}, {size / 1e6:.1f} MB")

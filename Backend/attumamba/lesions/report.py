@@ -13,6 +13,7 @@ from scipy import ndimage
 
 from ..errors import InputError
 from ..io import check_same_space
+from .crop import crop_index, crop_to_box_of, nonzero_box, paste_into
 from .instances import as_array, filter_instances, instances_of, voxel_volume_ml
 from .recist import Grid, recist_axes
 from .uptake import PEAK_SPHERE_RADIUS_MM, intensity_stats, suv_peak
@@ -49,6 +50,20 @@ def analyze_instances(labels: sitk.Image, ct: sitk.Image | None = None, pet_suv:
             check_same_space(image, labels, names=(name, "labelmap"))
     if min_suv_max is not None and pet_suv is None:
         raise InputError("a minimum SUVmax needs the PET volume")
+    box = nonzero_box(labels)
+    if box is None or list(box[0]) == [0, 0, 0] and list(box[1]) == list(labels.GetSize()):
+        return _analyze(labels, ct, pet_suv, min_volume_ml, min_suv_max)
+    # measure on the lesions' neighbourhood; the instances go back onto the full grid
+    low, high = box
+    crop = crop_index(labels, low, high)
+    ct_crop = crop_to_box_of(ct, crop) if ct is not None else None
+    pet_crop = crop_to_box_of(pet_suv, crop) if pet_suv is not None else None
+    instances, report = _analyze(crop, ct_crop, pet_crop, min_volume_ml, min_suv_max)
+    report["grid"]["size"] = list(labels.GetSize())
+    return paste_into(labels, instances, low), report
+
+
+def _analyze(labels, ct, pet_suv, min_volume_ml, min_suv_max) -> tuple[sitk.Image, dict]:
     instances = instances_of(labels)
     renumber = instances is not labels  # components we numbered are renumbered; a user's numbering is kept
     if min_volume_ml > 0:
