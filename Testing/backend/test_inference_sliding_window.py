@@ -67,3 +67,22 @@ def test_progress_after_every_tile_and_cancel_between_tiles():
         predict_logits([model], volume, manager.patch_size, num_classes=2,
                        on_tile=lambda d, t: calls.append(d), should_cancel=lambda: len(calls) >= 3)
     assert calls == [1, 2, 3]
+
+
+def test_tiles_of_pure_air_are_skipped_and_the_rest_is_unchanged():
+    plans = plans_with_network(PLANS, "attumamba")
+    torch.manual_seed(3)
+    model, manager = build(plans, "3d_fullres", deep_supervision=False)
+    model.eval()
+    volume = torch.randn(2, 30, 50, 80)
+    volume = volume.clamp(min=-3.0)
+    volume[:, :, :, 40:] = -3.0  # the far half is "air": every channel at its minimum
+    calls = []
+    model.register_forward_hook(lambda module, args, output: calls.append(1))
+    full = predict_logits([model], volume.numpy(), manager.patch_size, num_classes=2)
+    n_full = len(calls)
+    calls.clear()
+    skipped = predict_logits([model], volume.numpy(), manager.patch_size, num_classes=2, skip_empty=True)
+    assert len(calls) < n_full
+    torch.testing.assert_close(skipped[..., :40 - 32], full[..., :40 - 32])  # tiles there all ran
+    assert (skipped.argmax(0)[..., 72:] == 0).all()  # only skipped tiles cover the far end: background

@@ -42,13 +42,15 @@ class Segmentation:
 class Segmenter:
     """A loaded model, ready to segment studies (networks built once, weights checked once)."""
 
-    def __init__(self, package: ModelPackage, device: str = "auto", *, tta: bool = False, step: float = 0.5):
+    def __init__(self, package: ModelPackage, device: str = "auto", *, tta: bool = False, step: float = 0.5,
+                 skip_empty_tiles: bool = True):
         from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
         if not 0.0 < step <= 1.0:
             raise InputError(f"the tile step must be in (0, 1], not {step}")
         self.package, self.device, self.tta, self.step = package, resolve_device(device), tta, step
+        self.skip_empty_tiles = skip_empty_tiles
         self.plans_manager = PlansManager(package.plans)
         self.configuration = self.plans_manager.get_configuration(package.configuration)
         self.label_manager = self.plans_manager.get_label_manager(package.dataset_json)
@@ -88,7 +90,8 @@ class Segmenter:
         logits = predict_logits(
             self.networks, data, self.configuration.patch_size, num_classes=self.label_manager.num_segmentation_heads,
             mirror_axes=self.mirror_axes if self.tta else (), step=self.step, device=self.device,
-            on_tile=lambda done, total: report("network", done / total), should_cancel=should_cancel)
+            on_tile=lambda done, total: report("network", done / total), should_cancel=should_cancel,
+            skip_empty=self.skip_empty_tiles)
         timings["network"] = time.perf_counter() - started
 
         started = time.perf_counter()

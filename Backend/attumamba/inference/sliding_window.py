@@ -5,6 +5,10 @@ and honours a cancel request after every tile, and keeps the accumulators in fp3
 so a whole-body volume never has to fit on the GPU. Tile placement and the Gaussian are
 nnU-Net's (``compute_steps_for_sliding_window``, ``compute_gaussian``), so predictions match.
 A 2D configuration runs the same loop with one-slice tiles.
+
+``skip_empty`` leaves out tiles in which every channel sits at its volume-wide minimum (air
+around the patient after nnU-Net's clipping): a whole-body field is largely such tiles. Voxels
+that only skipped tiles cover are background; the others average the tiles that ran.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from nnunetv2.inference.sliding_window_prediction import compute_gaussian, compu
 from ..errors import CancelledError
 
 TileProgress = Callable[[int, int], None]  # (tiles done, tiles in total)
+BACKGROUND_LOGIT = 20.0
 
 
 def tile_origins(shape: Sequence[int], tile: Sequence[int], step: float) -> list[tuple[int, ...]]:
@@ -36,7 +41,7 @@ def mirror_variants(axes: Sequence[int]) -> list[tuple[int, ...]]:
 def predict_logits(networks: Sequence[torch.nn.Module], data: np.ndarray, patch_size: Sequence[int], *,
                    num_classes: int, mirror_axes: Sequence[int] = (), step: float = 0.5,
                    device: torch.device = torch.device("cpu"), on_tile: TileProgress | None = None,
-                   should_cancel: Callable[[], bool] | None = None) -> torch.Tensor:
+                   should_cancel: Callable[[], bool] | None = None, skip_empty: bool = False) -> torch.Tensor:
     """Averaged logits ``(num_classes, *data.shape[1:])`` of ``networks`` over ``data`` ``(C, Z, Y, X)``.
 
     ``patch_size`` has 3 entries, or 2 for a slice-wise network; ``mirror_axes`` are spatial
@@ -53,10 +58,15 @@ def predict_logits(networks: Sequence[torch.nn.Module], data: np.ndarray, patch_
     origins = tile_origins(spatial, tile, step)
     variants = mirror_variants([a + 2 for a in mirror_axes])  # after the batch and channel axes
     source = torch.from_numpy(np.ascontiguousarray(padded))
+    floor = source.flatten(1).min(1).values.view(-1, *[1] * len(spatial)) if skip_empty else None
     for done, origin in enumerate(origins):
         if should_cancel is not None and should_cancel():
             raise CancelledError("segmentation cancelled")
         window = (slice(None), *(slice(o, o + t) for o, t in zip(origin, tile)))
+        if skip_empty and bool((source[window] <= floor).all()):
+            if on_tile is not None:
+                on_tile(done + 1, len(origins))
+            continue
         x = source[window][None].to(device, torch.float32)
         if slice_wise:
             x = x[:, :, 0]
@@ -72,5 +82,7 @@ def predict_logits(networks: Sequence[torch.nn.Module], data: np.ndarray, patch_
         weights[window[1:]] += gaussian
         if on_tile is not None:
             on_tile(done + 1, len(origins))
-    logits /= weights
+    covered = weights > 0
+    logits[:, covered] /= weights[covered]
+    logits[0, ~covered] = BACKGROUND_LOGIT  # only skipped tiles here: background
     return logits[(slice(None), *unpad[1:])]
