@@ -3,7 +3,14 @@
 Only the standard library and what Slicer ships (numpy, SimpleITK, vtk, MRML) may be used
 here: torch never loads inside Slicer. The module file imports this package through
 ``AttUMambaSeg.loadLogicPackage`` so that another extension's top-level ``Logic`` package
-cannot shadow it.
+cannot shadow it. Inside, modules import each other relatively (``from .client import ...``).
+
+Modules, one job each: ``client`` (backend HTTP API), ``run`` (one segmentation run, stepped
+from a GUI timer), ``results`` (report -> segmentation, lines, table), ``measure``
+(re-measure after edits), ``export`` (files for a folder), ``segments``, ``axes``,
+``tables``, ``hierarchy``, ``volumes``, ``files``, and ``geometry``, the only place where LPS
+and RAS meet. Functions take the scene or nodes as arguments: in Slicer that is
+``slicer.mrmlScene``, in tests a scene made on slicer-core.
 """
 
 PACKAGE_ID = "AttUMambaSeg.Logic"

@@ -33,6 +33,43 @@ def make_study(folder: Path) -> tuple[Path, Path]:
     return study / "CT.nii.gz", study / "SUV.nii.gz"
 
 
+def resenc_twin(package_root: Path, folder: Path) -> Path:
+    """A plain nnU-Net ResEnc U-Net package with the default model's plan, widths and patch (random
+    weights: it only times the network, so the difference to Att-UMamba is Mamba's share)."""
+    import torch
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from attumamba.inference import open_model
+    from attumamba.nets import plans_with_network
+
+    package = open_model(package_root)
+    configuration = package.plans["configurations"][package.configuration]
+    features = configuration["architecture"]["arch_kwargs"]["features_per_stage"]
+    plans = plans_with_network(package.plans, "resenc", package.configuration, features=features,
+                               patch_size=configuration["patch_size"])
+    manager = PlansManager(plans).get_configuration(package.configuration)
+    network = get_network_from_plans(manager.network_arch_class_name, manager.network_arch_init_kwargs,
+                                     manager.network_arch_init_kwargs_req_import, 2, 2, deep_supervision=False)
+    (folder / "fold_all").mkdir(parents=True, exist_ok=True)
+    torch.save({"network_weights": network.state_dict(), "inference_allowed_mirroring_axes": (0, 1, 2)},
+               folder / "fold_all" / "checkpoint_final.pth")
+    (folder / "plans.json").write_text(json.dumps(plans))
+    (folder / "dataset.json").write_text(json.dumps(package.dataset_json))
+    (folder / "model.json").write_text(json.dumps({**package.manifest, "name": "resenc-twin", "default": False,
+                                                   "architecture": "resenc", "display_name": "ResEnc twin (timing)"}))
+    return folder
+
+
+def parameter_count(model: str | None) -> int:
+    import torch
+
+    from attumamba.inference import resolve_model
+
+    weights = torch.load(resolve_model(model).checkpoints[0], weights_only=True)["network_weights"]
+    return sum(v.numel() for k, v in weights.items() if not k.startswith("decoder.encoder."))
+
+
 def in_process(model: str | None, ct: Path, pet: Path, device: str) -> dict:
     """One end-to-end run in this process (called in a child): stage times and peak RSS."""
     from attumamba.inference import Segmenter, load_study, resolve_model, run_study
@@ -109,12 +146,20 @@ def child(kind: str, model: str | None, ct: Path, pet: Path, device: str, thread
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="model name or package (default: the default model)")
-    parser.add_argument("--baseline", default=None, help="package of a plain U-Net of the same size")
+    parser.add_argument("--baseline", default="twin",
+                        help="package of a plain U-Net of the same size; 'twin' builds a ResEnc twin of the model; "
+                             "'none' skips it")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "attumamba-bench-study")
     args = parser.parse_args()
     ct, pet = make_study(args.cache)
+    if args.baseline == "twin":
+        from attumamba.inference import resolve_model
+
+        args.baseline = str(resenc_twin(resolve_model(args.model).root, Path(tempfile.mkdtemp()) / "resenc-twin"))
+    elif args.baseline == "none":
+        args.baseline = None
     ours = child("in_process", args.model, ct, pet, args.device, args.threads)
     http = child("through_http", args.model, ct, pet, args.device, args.threads)
     rows = [("default model, in process", ours)]
@@ -129,7 +174,8 @@ def main() -> None:
               + f" | {row['total']:.1f} | {row['peak_rss_gb']:.2f} | {row['lesions']} |")
     if args.baseline:
         ratio = ours["timings"]["network"] / rows[1][1]["timings"]["network"]
-        print(f"\nnetwork time, Att-UMamba / ResEnc: {ratio:.2f}x")
+        print(f"\nnetwork time, Att-UMamba / ResEnc: {ratio:.2f}x (parameters {parameter_count(args.model):,} vs "
+              f"{parameter_count(args.baseline):,})")
     overhead = http["total"] - ours["total"]
     print(f"\nHTTP: total {http['total']:.1f} s (upload {http['upload']:.1f}, job {http['job']:.1f}, download "
           f"{http['download']:.1f}); overhead vs in process {overhead:.1f} s = {100 * overhead / http['total']:.1f} % "

@@ -10,6 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "Testing" / "backend"))  # tiny_model, loopback
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # mrml_helpers
 
 
 def load_logic():
@@ -27,3 +28,108 @@ def load_logic():
 @pytest.fixture(scope="session")
 def logic():
     return load_logic()
+
+
+@pytest.fixture
+def scene():
+    """A MRML scene set up as the Slicer application sets up ``slicer.mrmlScene``.
+
+    Bare slicer-core has no application: without the segmentations logic a segmentation
+    cannot make its binary labelmap, without the subject hierarchy logic nodes get no items,
+    and without the markups logic the scene does not know markups classes.
+    """
+    import slicer
+
+    mrml = slicer.vtkMRMLScene()
+    application = slicer.vtkSlicerApplicationLogic()
+    application.SetMRMLScene(mrml)
+    application.GetColorLogic().SetMRMLScene(mrml)
+    application.GetColorLogic().AddDefaultColorNodes()
+    logics = {"SubjectHierarchy": slicer.vtkSlicerSubjectHierarchyModuleLogic(),
+              "Segmentations": slicer.vtkSlicerSegmentationsModuleLogic(),
+              "Markups": slicer.vtkSlicerMarkupsLogic(),
+              "Tables": slicer.vtkSlicerTablesLogic()}
+    for name, module_logic in logics.items():
+        module_logic.SetMRMLScene(mrml)
+        module_logic.SetMRMLApplicationLogic(application)
+        application.SetModuleLogic(name, module_logic)
+    yield mrml
+    mrml.Clear(True)
+
+
+@pytest.fixture
+def study_nodes(scene, tmp_path):
+    """The tiny study's CT and PET as Slicer-loaded volume nodes, and their files."""
+    import SimpleITK as sitk
+    from mrml_helpers import load_volume
+    from tiny_model import small_study
+
+    ct, pet = small_study()
+    sitk.WriteImage(ct, str(tmp_path / "ct.nrrd"))
+    sitk.WriteImage(pet, str(tmp_path / "pet.nrrd"))
+    return (load_volume(scene, tmp_path / "ct.nrrd", "CT"), load_volume(scene, tmp_path / "pet.nrrd", "PET"),
+            tmp_path / "ct.nrrd", tmp_path / "pet.nrrd")
+
+
+TOKEN = "slicer-logic-token"
+
+
+@pytest.fixture(scope="module")
+def lesion_backend(tmp_path_factory):
+    """The real backend on loopback with the tiny model biased to call every voxel lesion."""
+    import os
+
+    from attumamba.server import Limits, ServerState, create_app
+    from loopback import serving
+    from tiny_model import make_tiny_package
+
+    models = tmp_path_factory.mktemp("models")
+    make_tiny_package(models / "tiny", bias_lesion=20.0)
+    previous = os.environ.get("ATTUMAMBA_MODELS")
+    os.environ["ATTUMAMBA_MODELS"] = str(models)
+    try:
+        with serving(create_app(ServerState(token=TOKEN, limits=Limits()))) as url:
+            yield url
+    finally:
+        if previous is None:
+            os.environ.pop("ATTUMAMBA_MODELS", None)
+        else:
+            os.environ["ATTUMAMBA_MODELS"] = previous
+
+
+@pytest.fixture
+def client(lesion_backend, logic):
+    from AttUMambaSegLogic.client import BackendClient
+
+    return BackendClient(lesion_backend, TOKEN)
+
+
+def handmade_labels(reference):
+    """Three lesions of known shape on the CT grid: a box (1), a ball (2), a small cube (3)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    array = np.zeros(reference.GetSize()[::-1], np.uint16)
+    array[5:11, 5:13, 5:17] = 1
+    k, j, i = np.indices(array.shape)
+    array[(k - 22) ** 2 + (j - 24) ** 2 + (i - 24) ** 2 <= 36] = 2
+    array[30:33, 8:11, 30:33] = 3
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(reference)
+    return image
+
+
+@pytest.fixture
+def handmade(client, study_nodes, tmp_path):
+    """The handmade lesions measured by the real backend: what a finished job hands to the Slicer side."""
+    from types import SimpleNamespace
+
+    import SimpleITK as sitk
+
+    ct_node, pet_node, ct_file, pet_file = study_nodes
+    labels = handmade_labels(sitk.ReadImage(str(ct_file)))
+    sitk.WriteImage(labels, str(tmp_path / "lesions.nrrd"), useCompression=True)
+    study = client.upload_study(ct_file, pet_file)
+    report = client.measure(study["study_id"], tmp_path / "lesions.nrrd")
+    return SimpleNamespace(ct=ct_node, pet=pet_node, labelmap=tmp_path / "lesions.nrrd", image=labels,
+                           labels=sitk.GetArrayFromImage(labels), report=report, study_id=study["study_id"])

@@ -1,0 +1,140 @@
+"""Re-measuring after edits: segments -> labelmap -> real backend -> table and lines refreshed in place."""
+
+from __future__ import annotations
+
+import importlib
+import math
+
+import numpy as np
+import pytest
+from mrml_helpers import count_voxels, edit_segment, paint_box
+
+VOXEL_ML = 2.5 ** 3 / 1000.0
+
+
+def _module(name: str):
+    return importlib.import_module(f"AttUMambaSegLogic.{name}")
+
+
+@pytest.fixture
+def result(handmade, scene, logic):
+    return _module("results").build_result(scene, handmade.ct, handmade.labelmap, handmade.report,
+                                           pet_node=handmade.pet, study_id=handmade.study_id)
+
+
+def _lesion(report: dict, number: int) -> dict:
+    return next(lesion for lesion in report["lesions"] if lesion["id"] == number)
+
+
+def _rows(result) -> dict[int, dict]:
+    return {int(row["lesion"]): row for row in _module("tables").table_rows(result.table)}
+
+
+def test_erasing_half_a_lesion_shrinks_its_volume_and_long_axis(result, handmade, scene, client):
+    before = result.report
+    nodes = scene.GetNumberOfNodes()
+
+    def erase_right_half(voxels, extent):  # lesion 1 spans i = 5..16: keep 5..10
+        voxels[:, :, 11 - extent[0]:] = 0
+
+    edit_segment(result.segmentation, "Lesion 1", erase_right_half)
+    assert count_voxels(result.segmentation, "Lesion 1") == 6 * 8 * 6
+    result = _module("measure").update_measurements(client, result.segmentation)
+    report = result.report
+
+    old, new = _lesion(before, 1), _lesion(report, 1)
+    assert math.isclose(new["volume_ml"], 6 * 8 * 6 * VOXEL_ML)
+    assert new["volume_ml"] < old["volume_ml"] and new["recist"]["long_axis_mm"] < old["recist"]["long_axis_mm"]
+    for number in (2, 3):
+        assert _lesion(report, number)["volume_ml"] == _lesion(before, number)["volume_ml"]
+
+    row = _rows(result)[1]
+    assert math.isclose(row["volume_ml"], new["volume_ml"])
+    assert math.isclose(row["long_axis_mm"], new["recist"]["long_axis_mm"])
+    line = result.lines[(1, "long")]
+    assert math.isclose(math.dist(*_module("axes").ends_ras(line)), new["recist"]["long_axis_mm"], rel_tol=1e-6)
+    right_edge_ras = -(-48.75 + 10.5 * 2.5)  # LPS x of the last kept voxel's outer face, as RAS
+    assert all(point[0] >= right_edge_ras - 1e-6 for point in _module("axes").ends_ras(line))
+    assert scene.GetNumberOfNodes() == nodes  # refreshed in place: same table, same lines
+    assert result.segmentation.GetNodeReference("AttUMambaSeg.LesionTable") is result.table
+
+
+def test_a_single_remaining_segment_keeps_its_number(result, scene, client):
+    segmentation = result.segmentation.GetSegmentation()
+    for name in ("Lesion 1", "Lesion 3"):
+        segmentation.RemoveSegment(segmentation.GetSegmentIdBySegmentName(name))
+    nodes = scene.GetNumberOfNodes()
+    result = _module("measure").update_measurements(client, result.segmentation)
+    report = result.report
+    assert [lesion["id"] for lesion in report["lesions"]] == [2]
+    assert list(_rows(result)) == [2] and _rows(result)[2]["segment"] == "Lesion 2"
+    assert sorted(result.lines) == [(2, "long"), (2, "short")]
+    assert scene.GetNodesByClass("vtkMRMLMarkupsLineNode").GetNumberOfItems() == 2
+    assert scene.GetNumberOfNodes() == nodes - 8  # four lines and their display nodes
+
+
+def test_a_lesion_cut_in_two_stays_one_row(result, handmade, client):
+    segmentation = result.segmentation.GetSegmentation()
+    for name in ("Lesion 2", "Lesion 3"):
+        segmentation.RemoveSegment(segmentation.GetSegmentIdBySegmentName(name))
+
+    def cut(voxels, extent):
+        voxels[:, :, 10 - extent[0]:12 - extent[0]] = 0
+
+    edit_segment(result.segmentation, "Lesion 1", cut)
+    result = _module("measure").update_measurements(client, result.segmentation)
+    report = result.report
+    (lesion,) = report["lesions"]
+    assert lesion["id"] == 1 and lesion["merged_components"] == 2
+    assert lesion["voxels"] == count_voxels(result.segmentation, "Lesion 1") == 6 * 8 * 10
+    assert report["totals"]["n_lesions"] == 1
+
+
+def test_a_segment_the_user_drew_is_measured_under_its_own_name(result, scene, client):
+    segmentation_node = result.segmentation
+    segment_id = segmentation_node.GetSegmentation().AddEmptySegment("", "Node A")
+    paint_box(segmentation_node, segment_id, (30, 35, 30, 35, 2, 5))
+    result = _module("measure").update_measurements(client, segmentation_node)
+    report = result.report
+    drawn = _lesion(report, 4)
+    assert drawn["segment"] == "Node A" and drawn["voxels"] == 6 * 6 * 4
+    assert _rows(result)[4]["segment"] == "Node A"
+    assert result.lines[(4, "long")].GetName() == "Node A long axis"
+
+
+def test_a_study_the_backend_forgot_is_uploaded_again(result, client):
+    report = _module("measure").update_measurements(client, result.segmentation, study_id="0" * 32).report
+    assert len(report["lesions"]) == 3
+    assert result.segmentation.GetAttribute("AttUMambaSeg.StudyID") not in ("0" * 32, None)
+
+
+def test_merge_lesions_combines_like_one_lesion(logic):
+    part = {"voxels": 10, "volume_ml": 1.0, "suv_max": 5.0, "suv_mean": 2.0, "suv_peak": 4.0, "tlg": 2.0,
+            "ct_mean_hu": 10.0, "centroid_lps": [0.0, 0.0, 0.0],
+            "recist": {"long_axis_mm": 10.0, "short_axis_mm": 5.0}}
+    other = {**part, "voxels": 30, "volume_ml": 3.0, "suv_max": 7.0, "suv_mean": 4.0, "tlg": 12.0,
+             "centroid_lps": [4.0, 0.0, 0.0], "recist": {"long_axis_mm": 20.0, "short_axis_mm": 1.0}}
+    merged = _module("measure").merge_lesions([part, other], 7)
+    assert merged["id"] == 7 and merged["voxels"] == 40 and merged["volume_ml"] == 4.0
+    assert merged["suv_max"] == 7.0 and merged["tlg"] == 14.0
+    assert np.isclose(merged["suv_mean"], 3.5) and np.allclose(merged["centroid_lps"], [3.0, 0.0, 0.0])
+    assert merged["recist"]["long_axis_mm"] == 20.0
+
+
+def test_a_failed_refresh_removes_the_lines_it_made(result, scene, client, monkeypatch):
+    results = _module("results")
+    segment_id = result.segmentation.GetSegmentation().AddEmptySegment("", "Node B")
+    paint_box(result.segmentation, segment_id, (30, 35, 30, 35, 2, 5))
+    nodes = scene.GetNumberOfNodes()
+    original = results.set_axis
+
+    def failing_for_the_new_segment(line, lesion, axis, name, color):
+        if name == "Node B" and axis == "short":
+            raise RuntimeError("out of memory")
+        original(line, lesion, axis, name, color)
+
+    monkeypatch.setattr(results, "set_axis", failing_for_the_new_segment)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        _module("measure").update_measurements(client, result.segmentation)
+    assert scene.GetNumberOfNodes() == nodes
+    assert all(line.GetScene() is scene for line in result.lines.values())
