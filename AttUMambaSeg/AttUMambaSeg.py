@@ -1,42 +1,72 @@
 """AttUMambaSeg: whole-body PET/CT lesion segmentation with Mamba U-Nets.
 
-This file is the thin Slicer layer: the module description, a Widget that only wires the
-UI, and the self-test. Everything that does work lives in ``Logic/`` (no Qt, testable on
-slicer-core) or in the backend process (torch, models), which Slicer never imports.
+This file is the thin Slicer layer: the module description, a Widget that only wires the UI
+(its Backend and Results sections are wired by ``Widgets/``), a Logic facade for the Widget
+and for scripts, and the self-test. Everything that does work lives in ``Logic/`` (no Qt,
+testable on slicer-core) or in the backend process (torch, models), which Slicer never imports.
 """
 
+import importlib
 import importlib.util
 import os
+import shutil
 import sys
+import tempfile
+import unittest
+from typing import Annotated
 
+import qt
 import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
+from slicer.util import VTKObservationMixin
 
 LOGIC_IMPORT_NAME = "AttUMambaSegLogic"
+WIDGETS_IMPORT_NAME = "AttUMambaSegWidgets"
+DEFAULT_URL = "http://127.0.0.1:8765"
 
 
-def loadLogicPackage():
-    """Import ``Logic/`` under a private name.
+def _loadPackage(importName, folder):
+    """Import a subfolder of this module under a private name.
 
     Slicer puts every scripted module's folder on ``sys.path``, so a bare ``import Logic``
     could return another extension's package. Loading ours by path under a unique name
     cannot collide.
     """
-    if LOGIC_IMPORT_NAME in sys.modules:
-        return sys.modules[LOGIC_IMPORT_NAME]
-    package_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Logic")
+    if importName in sys.modules:
+        return sys.modules[importName]
+    package_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), folder)
     spec = importlib.util.spec_from_file_location(
-        LOGIC_IMPORT_NAME, os.path.join(package_dir, "__init__.py"), submodule_search_locations=[package_dir]
+        importName, os.path.join(package_dir, "__init__.py"), submodule_search_locations=[package_dir]
     )
     package = importlib.util.module_from_spec(spec)
-    sys.modules[LOGIC_IMPORT_NAME] = package
+    sys.modules[importName] = package
     spec.loader.exec_module(package)
     return package
+
+
+def loadLogicPackage():
+    """``Logic/`` as the package ``AttUMambaSegLogic``."""
+    return _loadPackage(LOGIC_IMPORT_NAME, "Logic")
+
+
+def logicModule(name):
+    """One module of ``Logic/``, e.g. ``logicModule("run").SegmentationRun``."""
+    loadLogicPackage()
+    return importlib.import_module(f"{LOGIC_IMPORT_NAME}.{name}")
+
+
+def widgetsModule(name):
+    """One module of ``Widgets/`` (Qt helpers of the Widget)."""
+    _loadPackage(WIDGETS_IMPORT_NAME, "Widgets")
+    return importlib.import_module(f"{WIDGETS_IMPORT_NAME}.{name}")
 
 
 class AttUMambaSeg(ScriptedLoadableModule):
@@ -56,7 +86,30 @@ class AttUMambaSeg(ScriptedLoadableModule):
         )
 
 
-class AttUMambaSegWidget(ScriptedLoadableModuleWidget):
+@parameterNodeWrapper
+class AttUMambaSegParameterNode:
+    """The user's choices, saved with the scene (the backend's address and token are not)."""
+
+    ct: vtkMRMLScalarVolumeNode
+    pet: vtkMRMLScalarVolumeNode
+    model: str = ""
+    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    tta: bool = False
+    reference: Annotated[str, Choice(["CT", "PET"])] = "CT"
+    minVolumeMl: Annotated[float, WithinRange(0.0, 1000.0)] = 0.0
+    replaceExisting: bool = False
+    result: vtkMRMLSegmentationNode
+
+
+class AttUMambaSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self.run = None  # the SegmentationRun in progress, stepped by self.timer
+
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/AttUMambaSeg.ui"))
@@ -64,26 +117,309 @@ class AttUMambaSegWidget(ScriptedLoadableModuleWidget):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = AttUMambaSegLogic()
-        self.layout.addStretch(1)
+
+        self.timer = qt.QTimer()
+        self.timer.setInterval(100)
+        self.timer.timeout.connect(self.onTick)
+        self.backendPanel = widgetsModule("backend_panel").BackendPanel(
+            self.ui, self.logic, lambda: self._parameterNode, self.updateButtons, self.timer.start)
+        self.resultsPanel = widgetsModule("results_panel").ResultsPanel(
+            self.ui, self.logic, lambda: self._parameterNode.result if self._parameterNode else None)
+        self.ui.segmentButton.clicked.connect(self.onSegmentButton)
+        self.ui.progressBar.hide()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
+        self.initializeParameterNode()
+
+    def cleanup(self):
+        self.timer.stop()
+        if self.run is not None:
+            self.run.cancel()
+        self.removeObservers()
+        self.logic.stopBackend()
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        self.disconnectParameterNode()  # kept: a run going on records its result there
+
+    def onSceneStartClose(self, caller, event):
+        if self.run is not None:  # its volumes are going away
+            self.run.cancel()
+            self.onRunFinished()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onNodeAdded(self, caller, event, node):
+        if node is not None and node.IsA("vtkMRMLScalarVolumeNode"):
+            qt.QTimer.singleShot(0, self.preselectInputs)  # once loading has named and placed the node
+
+    # --- parameter node ------------------------------------------------------------------------
+    def initializeParameterNode(self):
+        self.setParameterNode(self.logic.getParameterNode())
+        self.preselectInputs()
+
+    def disconnectParameterNode(self):
+        if self._parameterNode is not None:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+
+    def setParameterNode(self, parameterNode):
+        self.disconnectParameterNode()
+        self._parameterNode = parameterNode
+        if self._parameterNode is not None:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+        self.onParameterNodeModified()
+
+    def onParameterNodeModified(self, caller=None, event=None):
+        self.updateButtons()
+        self.resultsPanel.show()
+
+    def preselectInputs(self):
+        """Fill an empty CT or PET choice from the loaded volumes; a choice the user made stays."""
+        p = self._parameterNode
+        if p is not None and not (p.ct and p.pet):
+            p.ct, p.pet = self.logic.preselectInputs(p.ct, p.pet)
+
+    def updateButtons(self):
+        p = self._parameterNode
+        running = self.run is not None
+        missing = "" if p and p.ct and p.pet else "Choose a CT and a PET volume (Inputs)."
+        if not missing and not self.backendPanel.connected:
+            missing = "Start or connect to a backend and test the connection (Backend)."
+        self.ui.segmentButton.text = "Cancel" if running else "Segment"
+        self.ui.segmentButton.enabled = running or not missing
+        self.ui.segmentButton.toolTip = "Stop the segmentation." if running else (
+            missing or "Segment the lesions on the backend; each run makes a new segmentation.")
+        self.resultsPanel.updateButtons(idle=not running, connected=self.backendPanel.connected)
+
+    # --- segmentation --------------------------------------------------------------------------
+    def onSegmentButton(self):
+        if self.run is not None:
+            self.run.cancel()
+            self.onRunFinished()
+            return
+        p = self._parameterNode
+        replace = p.result if p.replaceExisting and p.result else None
+        if replace is not None and not slicer.util.confirmOkCancelDisplay(
+                f"Replace the segments of '{replace.GetName()}'? Any edits made to them are lost.\n\n"
+                "Uncheck 'Replace existing result' (Options) to keep it and make a new segmentation.",
+                windowTitle="Replace result"):
+            return
+        with slicer.util.tryWithErrorDisplay("Could not start the segmentation.", waitCursor=True):
+            self.run = self.logic.startSegmentation(
+                p.ct, p.pet, model=p.model, device=p.device, tta=p.tta, reference=p.reference,
+                minVolumeMl=p.minVolumeMl, replace=replace, onProgress=self.onProgress)
+            self.ui.progressBar.value = 0
+            self.ui.progressBar.show()
+            self.updateButtons()
+            self.timer.start()
+
+    def onProgress(self, stage, progress, message):
+        self.ui.progressBar.value = round(100 * progress)
+        self.ui.stageLabel.text = f"{stage}: {message}"
+
+    def onTick(self):
+        if self.run is not None:
+            self.run.step()  # never waits: network and disk work run on the run's worker thread
+            if self.run.finished:
+                self.onRunFinished()
+        backendBusy = self.backendPanel.poll()
+        if self.run is None and not backendBusy:
+            self.timer.stop()
+
+    def onRunFinished(self):
+        run, self.run = self.run, None
+        self.ui.progressBar.hide()
+        prefix = {"done": "Done", "cancelled": "Cancelled"}.get(run.state, "Failed")
+        self.ui.stageLabel.text = f"{prefix}: {run.message}"
+        if run.state == "done" and self._parameterNode is not None:
+            self._parameterNode.result = run.result.segmentation
+            self.resultsPanel.show(force=True)
+        elif run.state == "failed":
+            slicer.util.errorDisplay(f"The segmentation failed: {run.message}")
+        self.updateButtons()
 
 
 class AttUMambaSegLogic(ScriptedLoadableModuleLogic):
-    """Facade over ``Logic/``: the scriptable entry point for everything the Widget does."""
+    """Facade over ``Logic/``: what the Widget does, callable from scripts.
+
+    >>> logic = AttUMambaSegLogic()
+    >>> logic.connect("http://127.0.0.1:8765")            # token from ~/.attumamba/token
+    >>> result = logic.segment(ctNode, petNode)           # waits; the GUI uses startSegmentation
+    >>> logic.updateMeasurements(result.segmentation)     # after editing the segments
+    """
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
         self.package = loadLogicPackage()
+        self.client = None  # BackendClient of the backend in use
+        self.backend = None  # ManagedBackend this logic started
+
+    def getParameterNode(self):
+        return AttUMambaSegParameterNode(super().getParameterNode())
+
+    def preselectInputs(self, ct=None, pet=None, scene=None):
+        """(CT, PET) volume nodes: those given, the missing ones picked by DICOM modality, units or name."""
+        return logicModule("inputs").preselect(scene or slicer.mrmlScene, ct, pet)
+
+    # --- backend -------------------------------------------------------------------------------
+    def connect(self, url, token=""):
+        """Use a running backend; without a token, a local backend's default token file is read."""
+        url = (url or "").strip() or DEFAULT_URL
+        self.client = logicModule("client").BackendClient(url, logicModule("backend_process").token_for(url, token))
+        return self.client
+
+    def startBackend(self, python, device="auto"):
+        """Start a backend from its Python environment on a free loopback port (returns at once)."""
+        self.stopBackend()
+        environment = slicer.util.startupEnvironment() if hasattr(slicer.util, "startupEnvironment") else None
+        self.backend = logicModule("backend_process").ManagedBackend(python, device=device, env=environment)
+        self.backend.start()
+        return self.backend
+
+    def useManagedBackend(self):
+        self.client = self.backend.client()
+        return self.client
+
+    def stopBackend(self):
+        if self.backend is not None:
+            if self.client is not None and self.client.url == self.backend.url:
+                self.client = None
+            self.backend.stop()
+            self.backend = None
+
+    def requireClient(self):
+        if self.client is None:
+            raise ValueError("No backend: start one or connect to one (Backend section), then test the connection.")
+        return self.client
+
+    def checkConnectionInBackground(self):
+        connection = logicModule("connection")
+        return connection.in_background(connection.check_backend, self.requireClient())
+
+    def modelChoices(self, models):
+        return logicModule("connection").model_choices(models)
+
+    def describeModel(self, model):
+        return logicModule("connection").describe_model(model)
+
+    # --- segmentation and results --------------------------------------------------------------
+    def startSegmentation(self, ct, pet, model="", device="auto", tta=False, reference="CT", minVolumeMl=0.0,
+                          replace=None, onProgress=None, name=None):
+        """A SegmentationRun to drive with ``step()`` (GUI timer) or ``wait()``; makes a new
+        segmentation unless ``replace`` names one."""
+        options = {"reference": reference.lower(), "min_volume_ml": float(minVolumeMl)}
+        scene = ct.GetScene() if ct is not None else slicer.mrmlScene
+        return logicModule("run").SegmentationRun(
+            self.requireClient(), scene, ct, pet, model=model or None, device=None if device == "auto" else device,
+            tta=tta, options=options, name=name, replace=replace, on_progress=onProgress)
+
+    def segment(self, ct, pet, timeout_s=3600.0, **options):
+        """Segment and wait (scripts, tests); the LesionResult."""
+        return self.startSegmentation(ct, pet, **options).wait(timeout_s)
+
+    def updateMeasurements(self, segmentationNode):
+        return logicModule("measure").update_measurements(self.requireClient(), segmentationNode)
+
+    def existingExportFiles(self, folder):
+        return [str(path) for path in logicModule("export").export_targets(folder, "lesions.nii.gz").values()
+                if path.exists()]
+
+    def exportResult(self, segmentationNode, folder, overwrite=False):
+        return logicModule("export").export_result(segmentationNode, folder, overwrite=overwrite)
+
+    def lesionReport(self, segmentationNode):
+        return logicModule("results").LesionResult.of(segmentationNode).report
+
+    def lesionTable(self, segmentationNode):
+        """(headers, header tooltips, rows, totals line) of the results table; no rows for None."""
+        view = logicModule("lesion_view")
+        report = self.lesionReport(segmentationNode) if segmentationNode is not None else None
+        return (view.headers(), view.header_tooltips(), view.lesion_rows(report or {}),
+                view.totals_text(report) if report is not None else "")
+
+    def lesionFocus(self, segmentationNode, lesionId):
+        """The RAS point to centre the views on for a lesion (the middle of its long axis)."""
+        return logicModule("lesion_view").lesion_focus_ras(self.lesionReport(segmentationNode), lesionId)
 
 
 class AttUMambaSegTest(ScriptedLoadableModuleTest):
+    """Runs inside Slicer. The segmentation test needs a backend: set ATTUMAMBA_TEST_URL and
+    ATTUMAMBA_TEST_TOKEN (and optionally ATTUMAMBA_TEST_MODEL) before starting Slicer."""
+
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
         self.test_logic_package_is_ours()
+        self.setUp()
+        self.test_inputs_are_preselected()
+        self.setUp()
+        try:
+            self.test_segment_synthetic_study()
+        except unittest.SkipTest as reason:
+            self.delayDisplay(f"Skipped the segmentation test: {reason}")
 
     def test_logic_package_is_ours(self):
         package = AttUMambaSegLogic().package
         self.assertEqual(package.PACKAGE_ID, "AttUMambaSeg.Logic")
         self.assertTrue(package.__file__.startswith(os.path.dirname(os.path.abspath(__file__))))
+
+    def loadSyntheticStudy(self):
+        """The synthetic CT and PET (one hot sphere) as volume nodes named as a user would have them."""
+        folder = tempfile.mkdtemp(prefix="attumamba-selftest-")
+        try:
+            paths = logicModule("sample").write_synthetic_study(folder)
+            return [slicer.util.loadVolume(str(paths[name]), {"name": name, "show": False}) for name in ("CT", "PET")]
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def test_inputs_are_preselected(self):
+        ct, pet = self.loadSyntheticStudy()
+        self.assertEqual(AttUMambaSegLogic().preselectInputs(), (ct, pet))
+        slicer.util.selectModule("AttUMambaSeg")
+        slicer.app.processEvents()
+        widget = slicer.modules.attumambaseg.widgetRepresentation().self()
+        self.assertIs(widget.ui.ctSelector.currentNode(), ct)
+        self.assertIs(widget.ui.petSelector.currentNode(), pet)
+
+    def test_segment_synthetic_study(self):
+        url = os.environ.get("ATTUMAMBA_TEST_URL", "")
+        if not url:
+            self.skipTest("no backend: set ATTUMAMBA_TEST_URL and ATTUMAMBA_TEST_TOKEN to a running "
+                          "'attumamba-seg serve' before starting Slicer")
+        ct, pet = self.loadSyntheticStudy()
+        logic = AttUMambaSegLogic()
+        logic.connect(url, os.environ.get("ATTUMAMBA_TEST_TOKEN", ""))
+        model = os.environ.get("ATTUMAMBA_TEST_MODEL", "")
+        self.delayDisplay("Segmenting the synthetic study")
+        result = logic.segment(ct, pet, model=model, timeout_s=1800)
+        lesions = result.report["lesions"]
+        self.assertGreaterEqual(len(lesions), 1, "the hot sphere was not found")
+        self.assertEqual(result.segmentation.GetSegmentation().GetNumberOfSegments(), len(lesions))
+        self.assertEqual(result.table.GetNumberOfRows(), len(lesions))
+        self.assertEqual(len(result.lines), 2 * len(lesions))
+        for line in result.lines.values():
+            self.assertEqual(line.GetNumberOfControlPoints(), 2)
+        sample = logicModule("sample")
+        distances = [sum((float(a) - b) ** 2 for a, b in zip(lesion["centroid_lps"], sample.LESION_CENTRE_LPS)) ** 0.5
+                     for lesion in lesions]
+        self.assertLess(min(distances), sample.LESION_RADIUS_MM, "no lesion is centred on the hot sphere")
+        self.assertEqual(len(logic.lesionTable(result.segmentation)[2]), len(lesions))
+
+        self.delayDisplay("Segmenting again: a new segmentation, the first one kept")
+        again = logic.segment(ct, pet, model=model, timeout_s=1800)
+        self.assertIsNot(again.segmentation, result.segmentation)
+        self.assertEqual(result.segmentation.GetSegmentation().GetNumberOfSegments(), len(lesions))
+        self.delayDisplay("Test passed")

@@ -8,8 +8,11 @@ cannot shadow it. Inside, modules import each other relatively (``from .client i
 Modules, one job each: ``client`` (backend HTTP API), ``run`` (one segmentation run, stepped
 from a GUI timer), ``results`` (report -> segmentation, lines, table), ``measure``
 (re-measure after edits), ``export`` (files for a folder), ``segments``, ``axes``,
-``tables``, ``hierarchy``, ``volumes``, ``files``, and ``geometry``, the only place where LPS
-and RAS meet. Functions take the scene or nodes as arguments: in Slicer that is
+``tables``, ``hierarchy``, ``volumes``, ``files``, ``geometry`` (the only place where LPS
+and RAS meet), and for the module panel ``inputs`` (which volumes are CT and PET),
+``backend_process`` (a backend the module starts and stops), ``connection`` (checking a
+backend, its models), ``lesion_view`` (what the results table shows) and ``sample`` (the
+self-test's synthetic study). Functions take the scene or nodes as arguments: in Slicer that is
 ``slicer.mrmlScene``, in tests a scene made on slicer-core.
 """
 

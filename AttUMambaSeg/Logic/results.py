@@ -91,11 +91,14 @@ def validate_report(report: dict) -> None:
 
 
 def build_result(scene, ct_node, labelmap_file: str | Path, report: dict, *, pet_node=None,
-                 study_id: str | None = None, name: str | None = None, replace=None) -> LesionResult:
+                 study_id: str | None = None, name: str | None = None, replace=None,
+                 reference_node=None) -> LesionResult:
     """Turn a downloaded instance labelmap and its report into nodes.
 
     A new segmentation node (under the CT's study) unless ``replace`` is given, whose
-    segments are then replaced and whose table and lines are reused.
+    segments are then replaced and whose table and lines are reused. The segmentation's
+    reference geometry, on which edits are made and re-measured, is ``reference_node``'s
+    grid (the grid the backend labelled on), the CT's by default.
     """
     validate_report(report)
     labels, ijk_to_ras = read_image(labelmap_file)
@@ -117,7 +120,7 @@ def build_result(scene, ct_node, labelmap_file: str | Path, report: dict, *, pet
             backup.DeepCopy(target.GetSegmentation())
         _set_segments(target, segments)
         result = refresh(LesionResult.of(target), report, created, study_item(scene, ct_node))
-        target.SetReferenceImageGeometryParameterFromVolumeNode(ct_node)
+        target.SetReferenceImageGeometryParameterFromVolumeNode(reference_node or ct_node)
         target.SetNodeReferenceID(CT_ROLE, ct_node.GetID())
         if pet_node is not None:
             target.SetNodeReferenceID(PET_ROLE, pet_node.GetID())

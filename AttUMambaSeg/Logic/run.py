@@ -121,7 +121,7 @@ class SegmentationRun:
         elif self.stage == "build":
             self.result = build_result(self.scene, self.ct_node, self._folder / "lesions.nrrd", self._report,
                                        pet_node=self.pet_node, study_id=self.study_id, name=self.name,
-                                       replace=self.replace)
+                                       replace=self.replace, reference_node=self._reference_node())
             count = len(self.result.report["lesions"])
             self._finish("done", f"{count} lesion{'s' if count != 1 else ''}")
 
@@ -152,6 +152,10 @@ class SegmentationRun:
             span = STAGE_START["download"] - STAGE_START["segment"]
             fraction = STAGE_START["segment"] + span * float(status.get("progress") or 0.0)
             self._report_progress(fraction, status.get("stage") or state or "running")
+
+    def _reference_node(self):
+        """The volume whose grid the backend labelled on (``options["reference"]``, the CT's by default)."""
+        return self.pet_node if str(self.options.get("reference", "ct")).lower() == "pet" else self.ct_node
 
     # --- worker side (no MRML here) ----------------------------------------------------------
     def _write_volumes(self, volumes) -> None:

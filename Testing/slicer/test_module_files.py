@@ -1,18 +1,48 @@
-"""Static checks of the Slicer module that need no Slicer: packaging list and UI names.
+"""Static checks of the Slicer module that need no Slicer: packaging list, UI names and classes, imports.
 
 Slicer packages only the files its CMakeLists lists (a missing entry ships a broken module),
-and a widget name used in Python but absent from the .ui fails only at run time in Slicer.
+and a widget name used in Python but absent from the .ui, a widget of another class than the
+code expects, or a parameter the GUI connector cannot bind fails only at run time in Slicer.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 MODULE_DIR = Path(__file__).resolve().parents[2] / "AttUMambaSeg"
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "AttUMambaSeg.ui"
+MODULE_FILE = MODULE_DIR / "AttUMambaSeg.py"
+#: The Qt side: the module file and its Qt helpers (Logic/ has its own checks in test_logic_imports.py).
+GUI_FILES = [MODULE_FILE, *sorted((MODULE_DIR / "Widgets").glob("*.py"))]
+GUI_MODULES = {"qt", "ctk", "vtk", "slicer"}  # what Slicer's embedded Python provides the GUI
+MAX_MODULE_FILE_LINES = 430
+
+_BUTTONS = {"QPushButton", "QToolButton", "QCheckBox", "QRadioButton", "ctkCheckablePushButton", "ctkPushButton"}
+_COMBOS = {"QComboBox", "ctkComboBox"}
+#: What a use of ``self.ui.<name>.<member>`` says about the widget's class.
+MEMBER_CLASSES: dict[str, set[str]] = {
+    **{m: {"qMRMLNodeComboBox"} for m in ("currentNode", "setCurrentNode", "currentNodeChanged", "nodeTypes",
+                                         "setMRMLScene")},
+    **{m: {"ctkPathLineEdit"} for m in ("currentPath", "currentPathChanged")},
+    **{m: {"ctkDirectoryButton"} for m in ("directory", "directoryChanged")},
+    **{m: _COMBOS for m in ("addItem", "findData", "itemData", "currentIndex", "currentIndexChanged", "currentText")},
+    **{m: {"QTableWidget"} for m in ("cellClicked", "setRowCount", "setColumnCount", "setItem", "item",
+                                     "setHorizontalHeaderLabels", "horizontalHeaderItem", "resizeColumnsToContents")},
+    "clicked": _BUTTONS,
+    "checked": _BUTTONS,
+    "value": {"QProgressBar", "QSpinBox", "QDoubleSpinBox", "QSlider", "ctkSliderWidget"},
+    "editingFinished": {"QLineEdit", "QSpinBox", "QDoubleSpinBox"},
+    "text": {"QLabel", "QLineEdit", "ctkCollapsibleButton"} | _BUTTONS,
+}
+#: Members every QWidget has.
+ANY_WIDGET = {"enabled", "toolTip", "setToolTip", "setVisible", "show", "hide", "visible", "blockSignals", "clear",
+              "setEnabled"}
 
 
 def _cmake_listed_files() -> set[str]:
@@ -81,3 +111,163 @@ def test_module_file_parses_and_defines_the_scripted_classes():
     tree = ast.parse((MODULE_DIR / "AttUMambaSeg.py").read_text())
     classes = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
     assert {"AttUMambaSeg", "AttUMambaSegWidget", "AttUMambaSegLogic", "AttUMambaSegTest"} <= classes
+
+
+# --- .ui structure -------------------------------------------------------------------------------
+def _ui_root() -> ET.Element:
+    return ET.parse(UI_FILE).getroot()
+
+
+def test_ui_file_is_qt_designer_4_0():
+    root = _ui_root()
+    assert root.tag == "ui" and root.get("version") == "4.0"
+    assert root.findtext("class") == "AttUMambaSeg"
+    assert root.find("widget").get("name") == "AttUMambaSeg"
+
+
+def test_every_custom_widget_is_declared_as_slicer_ui_files_do():
+    declared = {c.findtext("class"): c for c in _ui_root().iter("customwidget")}
+    used = {cls for cls in _ui_widgets().values() if not cls.startswith("Q")}
+    assert used <= set(declared), f"declare in <customwidgets>: {sorted(used - set(declared))}"
+    for name, declaration in declared.items():
+        assert declaration.findtext("header") == f"{name}.h" and declaration.findtext("extends") == "QWidget"
+
+
+def test_every_node_combo_box_gets_the_scene_from_the_root():
+    root = _ui_root()
+    connected = {c.findtext("receiver") for c in root.iter("connection")
+                 if c.findtext("sender") == "AttUMambaSeg" and c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"
+                 and c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
+    combos = {name for name, cls in _ui_widgets().items() if cls == "qMRMLNodeComboBox"}
+    assert combos and combos == connected
+
+
+def test_the_token_is_typed_like_a_password():
+    widget = next(w for w in _ui_root().iter("widget") if w.get("name") == "backendTokenLineEdit")
+    echo = next(p for p in widget.iter("property") if p.get("name") == "echoMode")
+    assert echo.findtext("enum") == "QLineEdit::Password"
+
+
+# --- Python use of the .ui -------------------------------------------------------------------------
+def _ui_member_uses() -> dict[str, set[str]]:
+    """``self.ui.<name>.<member>`` in the GUI files: members by widget name."""
+    uses: dict[str, set[str]] = {}
+    for path in GUI_FILES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+                    and isinstance(node.value.value, ast.Attribute) and node.value.value.attr == "ui"):
+                uses.setdefault(node.value.attr, set()).add(node.attr)
+    return uses
+
+
+def test_every_widget_has_the_class_its_use_needs():
+    widgets = _ui_widgets()
+    uses = _ui_member_uses()
+    assert {"ctSelector", "segmentButton", "lesionTableWidget", "backendPythonPathLineEdit"} <= set(uses)
+    problems = []
+    for name, members in sorted(uses.items()):
+        cls = widgets.get(name)
+        for member in sorted(members):
+            if member in ANY_WIDGET:
+                continue
+            if member not in MEMBER_CLASSES:
+                problems.append(f"{name}.{member}: unknown use; add it to MEMBER_CLASSES with the classes that have it")
+            elif cls not in MEMBER_CLASSES[member]:
+                problems.append(f"{name} is a {cls} in the .ui, but .{member} needs one of {sorted(MEMBER_CLASSES[member])}")
+    assert not problems, "\n".join(problems)
+
+
+# --- the parameter node and connectGui ---------------------------------------------------------------
+def _parameter_fields() -> dict[str, ast.expr]:
+    tree = ast.parse(MODULE_FILE.read_text())
+    wrapped = [node for node in tree.body if isinstance(node, ast.ClassDef)
+               and any(getattr(d, "id", None) == "parameterNodeWrapper" for d in node.decorator_list)]
+    assert len(wrapped) == 1, "one @parameterNodeWrapper class in the module file"
+    return {statement.target.id: statement.annotation for statement in wrapped[0].body
+            if isinstance(statement, ast.AnnAssign)}
+
+
+def _parameter_widgets() -> dict[str, tuple[str, ET.Element]]:
+    """SlicerParameterName -> (widget class, widget element)."""
+    found = {}
+    for widget in _ui_root().iter("widget"):
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                found[prop.findtext("string")] = (widget.get("class"), widget)
+    return found
+
+
+def _base_type(annotation: ast.expr) -> str:
+    if isinstance(annotation, ast.Subscript) and getattr(annotation.value, "id", "") == "Annotated":
+        return ast.unparse(annotation.slice.elts[0])
+    return ast.unparse(annotation)
+
+
+def _choices(annotation: ast.expr) -> list | None:
+    if isinstance(annotation, ast.Subscript) and getattr(annotation.value, "id", "") == "Annotated":
+        for extra in annotation.slice.elts[1:]:
+            if isinstance(extra, ast.Call) and getattr(extra.func, "id", "") == "Choice":
+                return ast.literal_eval(extra.args[0])
+    return None
+
+
+#: Slicer's GUI connectors: the exact widget class each field type binds to.
+CONNECTOR_CLASS = {"bool": {"QCheckBox", "QPushButton"}, "float": {"QDoubleSpinBox", "ctkSliderWidget"},
+                   "int": {"QSpinBox", "QSlider"}, "str": {"QLineEdit", "QComboBox", "QTextEdit"},
+                   "pathlib.Path": {"ctkPathLineEdit", "ctkDirectoryButton"}}
+#: Fields the code sets itself (their widget is filled at run time), so no widget carries their name.
+SET_BY_CODE = {"model"}
+
+
+def test_every_parameter_widget_binds_to_a_field_of_its_type():
+    fields = _parameter_fields()
+    widgets = _parameter_widgets()
+    assert set(widgets) == set(fields) - SET_BY_CODE, "each field but those set by code has one widget"
+    for name, (cls, element) in widgets.items():
+        annotation = fields[name]
+        base = _base_type(annotation)
+        if base.startswith("vtkMRML"):
+            assert cls == "qMRMLNodeComboBox", f"{name}: a node field binds to a qMRMLNodeComboBox, not {cls}"
+            node_types = [s.text for p in element.findall("property") if p.get("name") == "nodeTypes"
+                          for s in p.iter("string")]
+            assert node_types == [base], f"{name}: the combo box lists {node_types}, the field holds {base}"
+            continue
+        assert cls in CONNECTOR_CLASS[base], f"{name}: a {base} field cannot bind to a {cls}"
+        if cls == "QComboBox":
+            choices = _choices(annotation)
+            assert choices, f"{name}: Slicer binds a QComboBox only to an Annotated[..., Choice([...])] field"
+            items = [i.findtext("property/string") for i in element.findall("item")]
+            assert items == [str(c) for c in choices], f"{name}: the .ui items {items} differ from {choices}"
+
+
+# --- imports and size ---------------------------------------------------------------------------------
+def _imports(tree: ast.AST, top_level_only: bool) -> list[tuple[str, int]]:
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found = []
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found += [(alias.name, 0) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found.append((node.module or "", node.level))
+    return found
+
+
+@pytest.mark.parametrize("path", GUI_FILES, ids=lambda p: p.relative_to(MODULE_DIR).as_posix())
+def test_gui_files_import_only_what_slicer_ships_at_module_level(path):
+    for module, level in _imports(ast.parse(path.read_text()), top_level_only=True):
+        if level:
+            continue  # a sibling of the private package
+        top = module.split(".")[0]
+        assert top in sys.stdlib_module_names or top in GUI_MODULES, f"{path.name} imports {module} at module level"
+
+
+@pytest.mark.parametrize("path", GUI_FILES, ids=lambda p: p.relative_to(MODULE_DIR).as_posix())
+def test_gui_files_never_import_torch_or_the_backend(path):
+    for module, _ in _imports(ast.parse(path.read_text()), top_level_only=False):
+        top = module.split(".")[0]
+        assert top not in {"torch", "attumamba", "monai", "nnunetv2", "mamba_ssm", "requests"}, \
+            f"{path.name} imports {module}: the backend's packages never load inside Slicer"
+
+
+def test_module_file_stays_thin():
+    assert len(MODULE_FILE.read_text().splitlines()) <= MAX_MODULE_FILE_LINES

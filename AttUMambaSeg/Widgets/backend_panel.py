@@ -1,0 +1,152 @@
+"""The Backend and Model sections: start/stop a local backend or connect to one, the status light, the models.
+
+Nothing here waits: starting the backend returns at once and :meth:`BackendPanel.poll`, called
+from the module's timer, notices when it answers; the connection check runs on a worker
+thread and ``poll`` collects its result. The URL, the backend Python and the mode are kept
+in Slicer's settings; the token is kept for the session only, never written anywhere.
+"""
+
+import html
+
+import qt
+import slicer
+
+SETTINGS_GROUP = "AttUMambaSeg/"
+DEFAULT_URL = "http://127.0.0.1:8765"
+STATUS_COLORS = {"off": "#9e9e9e", "busy": "#f0a000", "ok": "#2e7d32", "error": "#c62828"}
+MANAGED, REMOTE = 0, 1  # backendModeComboBox entries
+
+
+def setting(key, default=""):
+    return qt.QSettings().value(SETTINGS_GROUP + key, default)
+
+
+def saveSetting(key, value):
+    qt.QSettings().setValue(SETTINGS_GROUP + key, value)
+
+
+class BackendPanel:
+    """``parameterNode()`` gives the module's parameter node (or None); ``changed()`` is called when
+    the connection state changes, ``wake()`` when there is something for :meth:`poll` to watch."""
+
+    def __init__(self, ui, logic, parameterNode, changed, wake):
+        self.ui, self.logic = ui, logic
+        self.parameterNode, self.changed, self.wake = parameterNode, changed, wake
+        self.connected = False
+        self.starting = False
+        self.check = None  # Future of the running connection check
+        self.models = {}
+
+        self.ui.backendModeComboBox.currentIndex = int(setting("BackendMode", MANAGED))
+        self.ui.backendPythonPathLineEdit.currentPath = setting("BackendPython", "")
+        self.ui.backendUrlLineEdit.text = setting("BackendURL", DEFAULT_URL)
+        self.ui.backendModeComboBox.currentIndexChanged.connect(self.onModeChanged)
+        self.ui.backendPythonPathLineEdit.currentPathChanged.connect(lambda path: saveSetting("BackendPython", path))
+        self.ui.backendUrlLineEdit.editingFinished.connect(
+            lambda: saveSetting("BackendURL", self.ui.backendUrlLineEdit.text))
+        self.ui.startBackendButton.clicked.connect(self.onStart)
+        self.ui.stopBackendButton.clicked.connect(self.onStop)
+        self.ui.testConnectionButton.clicked.connect(self.onTestConnection)
+        self.ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
+        self.onModeChanged()
+        self.setStatus("off", "not connected")
+        self.updateButtons()
+
+    # --- status ----------------------------------------------------------------------------------
+    def setStatus(self, kind, text):
+        light = f'<span style="color:{STATUS_COLORS[kind]}">&#9679;</span>'
+        self.ui.backendStatusLabel.text = light + " " + html.escape(text).replace("\n", "<br>")
+
+    def setConnected(self, connected, kind, text):
+        self.connected = connected
+        self.setStatus(kind, text)
+        self.updateButtons()
+        self.changed()
+
+    def updateButtons(self):
+        running = self.logic.backend is not None
+        self.ui.startBackendButton.enabled = not running
+        self.ui.stopBackendButton.enabled = running
+        self.ui.testConnectionButton.enabled = self.check is None and not self.starting
+
+    # --- user actions ------------------------------------------------------------------------------
+    def onModeChanged(self, _=None):
+        index = self.ui.backendModeComboBox.currentIndex  # not the argument: the signal is overloaded in Qt 5
+        self.ui.managedBackendWidget.setVisible(index == MANAGED)
+        self.ui.remoteBackendWidget.setVisible(index == REMOTE)
+        saveSetting("BackendMode", index)
+
+    def onStart(self):
+        parameterNode = self.parameterNode()
+        device = parameterNode.device if parameterNode is not None else "auto"
+        with slicer.util.tryWithErrorDisplay("Could not start the backend.", waitCursor=True):
+            backend = self.logic.startBackend(self.ui.backendPythonPathLineEdit.currentPath, device=device)
+            self.starting = True
+            self.setConnected(False, "busy", f"starting on {backend.url} (the first start can take a minute)")
+            self.wake()
+
+    def onStop(self):
+        self.starting = False
+        self.logic.stopBackend()
+        self.setConnected(False, "off", "stopped")
+
+    def onTestConnection(self):
+        with slicer.util.tryWithErrorDisplay("Could not connect to the backend.", waitCursor=True):
+            if self.ui.backendModeComboBox.currentIndex == REMOTE:
+                self.logic.connect(self.ui.backendUrlLineEdit.text, self.ui.backendTokenLineEdit.text)
+            elif self.logic.backend is not None and self.logic.backend.state() == "running":
+                self.logic.useManagedBackend()
+            else:
+                raise ValueError("Start the local backend first, or choose 'Connect to a running backend'.")
+            self.startCheck()
+
+    def startCheck(self):
+        self.check = self.logic.checkConnectionInBackground()
+        self.setConnected(False, "busy", "checking the backend ...")
+        self.wake()
+
+    # --- polled from the module's timer ----------------------------------------------------------
+    def poll(self):
+        """Look at the starting backend and the running check; True while either goes on."""
+        if self.starting:
+            backend = self.logic.backend
+            state = backend.state() if backend is not None else "stopped"
+            if state != "starting":
+                self.starting = False
+                if state == "running":
+                    self.logic.useManagedBackend()
+                    self.startCheck()
+                else:
+                    self.setConnected(False, "error", backend.failure() if state == "exited" else state)
+        if self.check is not None and self.check.done():
+            future, self.check = self.check, None
+            try:
+                status = future.result()
+            except Exception as error:  # noqa: BLE001 - shown to the user: the message says what to do
+                self.setConnected(False, "error", str(error))
+            else:
+                self.fillModels(status.models)
+                self.setConnected(True, "ok", f"{status.summary()} ({self.logic.client.url})")
+        return self.starting or self.check is not None
+
+    # --- models ------------------------------------------------------------------------------------
+    def fillModels(self, models):
+        self.models = {model["name"]: model for model in models}
+        combo = self.ui.modelComboBox
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        for name, label in self.logic.modelChoices(models):
+            combo.addItem(label, name)
+        parameterNode = self.parameterNode()
+        wanted = parameterNode.model if parameterNode is not None else ""
+        combo.currentIndex = max(combo.findData(wanted), 0) if wanted else 0
+        combo.blockSignals(wasBlocked)
+        self.onModelChanged()
+
+    def onModelChanged(self, _=None):
+        index = self.ui.modelComboBox.currentIndex  # not the argument: the signal is overloaded in Qt 5
+        name = self.ui.modelComboBox.itemData(index) if index >= 0 else None
+        parameterNode = self.parameterNode()
+        if parameterNode is not None and name:
+            parameterNode.model = name
+        self.ui.modelDescriptionLabel.text = self.logic.describeModel(self.models.get(name))

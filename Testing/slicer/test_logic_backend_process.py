@@ -1,0 +1,118 @@
+"""A backend the module starts itself: command line, token, interpreter checks, and a real start and stop."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import stat
+import sys
+import time
+
+import pytest
+
+
+def _process():
+    return importlib.import_module("AttUMambaSegLogic.backend_process")
+
+
+def test_serve_command(logic, tmp_path):
+    command = _process().serve_command("/env/bin/python", 8123, tmp_path / "token")
+    assert command == ["/env/bin/python", "-m", "attumamba.cli", "serve", "--host", "127.0.0.1", "--port", "8123",
+                       "--token-file", str(tmp_path / "token"), "--device", "auto"]
+    assert "--device" in _process().serve_command("python", 1, "t", device="cuda")
+
+
+def test_free_port_is_free(logic):
+    port = _process().free_port()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # would raise if taken
+
+
+def test_read_token(logic, tmp_path):
+    client = importlib.import_module("AttUMambaSegLogic.client")
+    (tmp_path / "token").write_text("  secret\n")
+    assert _process().read_token(tmp_path / "token") == "secret"
+    with pytest.raises(client.BackendError, match="no backend token at .*start the backend"):
+        _process().read_token(tmp_path / "missing")
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(client.BackendError, match="is empty"):
+        _process().read_token(tmp_path / "empty")
+
+
+def test_token_for(logic, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    token_for = _process().token_for
+    assert token_for("http://127.0.0.1:8765", " pasted ", token_file) == "pasted"
+    assert token_for("http://127.0.0.1:8765", "", token_file) == "from-file"
+    assert token_for("http://localhost:9000", "", token_file) == "from-file"
+    assert token_for("http://gpu-box:8765", "", token_file) == ""  # a remote backend's token is never guessed
+    assert token_for("http://127.0.0.1:8765", "", tmp_path / "missing") == ""
+
+
+def test_check_python(logic, tmp_path):
+    check = _process().check_python
+    with pytest.raises(ValueError, match="no backend Python is set; choose"):
+        check("  ")
+    with pytest.raises(ValueError, match="not an executable file"):
+        check(tmp_path / "missing")
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    with pytest.raises(ValueError, match="not an executable file"):
+        check(plain)
+    environment = tmp_path / "venv"
+    (environment / "bin").mkdir(parents=True)
+    python = environment / "bin" / "python"
+    python.write_text("#!/bin/sh\n")
+    python.chmod(python.stat().st_mode | stat.S_IXUSR)
+    assert check(python) == python
+    assert check(environment) == python  # the environment's folder is enough
+    with pytest.raises(ValueError, match="folder without bin/python"):
+        check(tmp_path)
+
+
+def test_backend_environment_drops_slicers_python_settings(logic):
+    base = {"PYTHONHOME": "/slicer", "PYTHONPATH": "/slicer/lib", "PATH": "/usr/bin", "HOME": "/home/u"}
+    environment = _process().backend_environment(base)
+    assert environment == {"PATH": "/usr/bin", "HOME": "/home/u", "PYTHONUNBUFFERED": "1"}
+    assert base["PYTHONHOME"] == "/slicer"  # the caller's mapping is left alone
+
+
+def _wait_for(backend, states, timeout_s=120.0):
+    deadline = time.monotonic() + timeout_s
+    while (state := backend.state()) not in states:
+        assert time.monotonic() < deadline, f"still {state}:\n{backend.log_tail()}"
+        time.sleep(0.2)
+    return state
+
+
+def test_a_managed_backend_starts_answers_and_stops(logic):
+    """The real ``serve`` from this environment's Python, as the module starts it from the backend's."""
+    backend = _process().ManagedBackend(sys.executable, device="cpu", env={**os.environ, "PYTHONHOME": "/nowhere"})
+    assert backend.state() == "stopped"
+    started = time.monotonic()
+    backend.start()
+    assert time.monotonic() - started < 2.0, "start() waited for the backend"
+    try:
+        assert _wait_for(backend, ("running", "exited")) == "running", backend.failure()
+        assert oct(backend.folder.stat().st_mode & 0o777) == "0o700"
+        client = backend.client()
+        assert client.health()["devices"] == ["cpu"]
+        assert isinstance(client.models(), list)  # the token works
+        folder, process = backend.folder, backend.process
+    finally:
+        backend.stop()
+    assert process.poll() is not None and backend.state() == "stopped"
+    assert not folder.exists()
+
+
+def test_a_backend_that_exits_says_why(logic):
+    backend = _process().ManagedBackend(sys.executable, device="tpu")  # serve refuses the device
+    backend.start()
+    try:
+        assert _wait_for(backend, ("running", "exited"), 60.0) == "exited"
+        message = backend.failure()
+        assert "exited with code 2" in message and "invalid choice: 'tpu'" in message
+    finally:
+        backend.stop()
