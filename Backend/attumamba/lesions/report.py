@@ -85,12 +85,8 @@ def _report(instances: sitk.Image, ct: sitk.Image | None, pet: sitk.Image | None
     array = as_array(instances)
     ids = _ids(instances)
     grid = Grid.of(instances)
-    flat = np.flatnonzero(array)
-    lesion_of = array.ravel()[flat]
-    zyx = np.stack(np.unravel_index(flat, array.shape), axis=1)
-    counts = np.bincount(lesion_of, minlength=array.max(initial=0) + 1)
-    centroids_zyx = np.stack([np.bincount(lesion_of, weights=zyx[:, a], minlength=counts.size) for a in range(3)], 1)
-    centroids_zyx = centroids_zyx[ids] / counts[ids, None]
+    counts = np.bincount(array.ravel(), minlength=array.max(initial=0) + 1)
+    centroids_zyx = _coordinate_sums(array, counts.size)[ids] / counts[ids, None]
     centroids_lps = grid.to_lps(centroids_zyx[:, ::-1]) if ids.size else np.zeros((0, 3))
     volume = counts[ids] * voxel_volume_ml(instances)
 
@@ -126,6 +122,18 @@ def _report(instances: sitk.Image, ct: sitk.Image | None, pet: sitk.Image | None
                  "slice_thickness_mm": grid.slice_thickness_mm, "axial_tilt_deg": grid.axial_tilt_deg},
         "methods": METHODS,
     }
+
+
+def _coordinate_sums(array: np.ndarray, size: int) -> np.ndarray:
+    """Per label, the sums of its voxels' (z, y, x) indices; one axis at a time to bound memory."""
+    flat = np.flatnonzero(array)
+    label = array.ravel()[flat]
+    sums = np.zeros((size, 3))
+    stride = 1
+    for axis in (2, 1, 0):
+        sums[:, axis] = np.bincount(label, weights=(flat // stride) % array.shape[axis], minlength=size)
+        stride *= array.shape[axis]
+    return sums
 
 
 CSV_COLUMNS = ("id", "voxels", "volume_ml", "suv_max", "suv_mean", "suv_peak", "tlg", "ct_mean_hu",

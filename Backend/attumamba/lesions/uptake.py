@@ -43,24 +43,29 @@ def intensity_stats(image: sitk.Image, instances: sitk.Image, ids: np.ndarray) -
 
 def _stats_over_lesion_voxels(image: sitk.Image, labels: np.ndarray, ids: np.ndarray) -> dict[str, np.ndarray]:
     """Per-id max, mean and argmax over the lesion voxels only (a whole-body grid is mostly background)."""
-    where = np.flatnonzero(labels.ravel())
-    lesion = labels.ravel()[where].astype(np.int64)
-    zyx = np.stack(np.unravel_index(where, labels.shape), axis=1)
-    low, high = (zyx.min(0), zyx.max(0) + 1) if where.size else (np.zeros(3, int), np.ones(3, int))
-    box = sitk.GetArrayFromImage(image[int(low[2]):int(high[2]), int(low[1]):int(high[1]), int(low[0]):int(high[0])])
-    value = box[tuple((zyx - low).T)].astype(np.float64)
+    stats = {"max": np.full(ids.size, np.nan), "mean": np.full(ids.size, np.nan),
+             "argmax_zyx": np.full((ids.size, 3), -1, dtype=np.int64)}
+    spans = [np.flatnonzero(labels.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
+    if any(span.size == 0 for span in spans):
+        return stats
+    low = np.asarray([span[0] for span in spans])
+    high = np.asarray([span[-1] + 1 for span in spans])
+    crop = labels[low[0]:high[0], low[1]:high[1], low[2]:high[2]]
+    values = sitk.GetArrayFromImage(image[int(low[2]):int(high[2]), int(low[1]):int(high[1]), int(low[0]):int(high[0])])
+    where = np.flatnonzero(crop)
+    lesion = crop.ravel()[where].astype(np.int64)
+    value = values.ravel()[where].astype(np.float64)
+    del values
     size = int(max(ids.max(initial=0), lesion.max(initial=0))) + 1
     counts = np.bincount(lesion, minlength=size)
     sums = np.bincount(lesion, weights=value, minlength=size)
     order = np.lexsort((value, lesion))  # by lesion, then value: each lesion's maximum is its last entry
     last = np.searchsorted(lesion[order], np.arange(size), side="right") - 1
     has = counts[ids] > 0
-    stats = {"max": np.full(ids.size, np.nan), "mean": np.full(ids.size, np.nan),
-             "argmax_zyx": np.full((ids.size, 3), -1, dtype=np.int64)}
     top = order[last[ids[has]]]
     stats["max"][has] = value[top]
     stats["mean"][has] = sums[ids[has]] / counts[ids[has]]
-    stats["argmax_zyx"][has] = zyx[top]
+    stats["argmax_zyx"][has] = np.stack(np.unravel_index(where[top], crop.shape), axis=1) + low
     return stats
 
 
