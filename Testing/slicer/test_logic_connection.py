@@ -14,9 +14,10 @@ def _connection():
 def test_check_backend_in_background(client, logic):
     future = _connection().in_background(_connection().check_backend, client)
     status = future.result(timeout=60)
-    assert [model["name"] for model in status.models] == ["tiny"]
+    names = [model["name"] for model in status.models]
+    assert "tiny" in names  # beside the shipped default model
     assert status.health["devices"] == ["cpu"]
-    assert status.summary().endswith("on cpu; 1 model")
+    assert status.summary().endswith(f"on cpu; {len(names)} model" + ("s" if len(names) > 1 else ""))
 
 
 def test_a_wrong_token_fails_in_the_future_with_what_to_do(client, logic):
