@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "attumamba.training.command",
     "attumamba.inference.command",
     "attumamba.server.command",
+    "attumamba.batch.command",
     "attumamba.demo",
 )
 

@@ -15,7 +15,7 @@ F18_HALF_LIFE_S = 6586.2
 GA68_HALF_LIFE_S = 4062.6
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # stateless: shareable
 def study_info():
     """Patient/study attributes of a synthetic study (75 kg, 1.80 m)."""
     from attumamba.io import DicomStudyInfo
@@ -33,7 +33,7 @@ def study_info():
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # stateless: shareable
 def fdg_dose():
     """370 MBq F-18 FDG injected at 09:00, scan started at 10:00 (Δt = 3600 s)."""
     from attumamba.io import PetDose
@@ -117,7 +117,7 @@ def make_pet_header() -> Callable[..., "object"]:
     return make
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # stateless: shareable
 def tiny_volume() -> Callable[..., "object"]:
     """Factory for a small SimpleITK image with a non-trivial geometry."""
     import SimpleITK as sitk
@@ -139,7 +139,7 @@ def tiny_volume() -> Callable[..., "object"]:
     return make
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # stateless: shareable
 def write_dicom_pair(study_info, fdg_dose, tiny_volume) -> Callable[..., tuple[Path, Path]]:
     """Write a tiny CT (HU) + PET (SUV) DICOM pair into ``folder``; return (ct_dir, pet_dir)."""
     from attumamba.io import write_ct_series, write_pet_series

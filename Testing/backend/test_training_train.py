@@ -116,3 +116,63 @@ def test_the_cli_trains_and_reports_bad_options_without_a_traceback(workspace, c
     assert "create it with 'attumamba-seg dataset'" in capsys.readouterr().err
     assert cli_main(["train", "--dataset", DATASET, "--model", "mpunet", "--features", "4,8", "--device", "cpu"]) == 2
     assert "fixed topology" in capsys.readouterr().err
+
+
+def _foreground_at_centre_share(loader_class, workspace) -> tuple[float, float]:
+    """Over 40 foreground batches: share of patches with a lesion at the centre voxel, share with any lesion."""
+    import numpy as np
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+
+    name = "Dataset601_TinyPETCT"
+    plans = json.loads((workspace / "preprocessed" / name / "nnUNetPlans_attumamba.json").read_text())
+    dataset_json = json.loads((workspace / "preprocessed" / name / "dataset.json").read_text())
+    plans_manager = PlansManager(plans)
+    folder = workspace / "preprocessed" / name / plans_manager.get_configuration("3d_fullres").data_identifier
+    dataset = infer_dataset_class(str(folder))(str(folder))
+    patch = [16, 32, 32]
+    loader = loader_class(dataset, 4, patch, patch, plans_manager.get_label_manager(dataset_json),
+                          oversample_foreground_percent=1.0)
+    np.random.seed(0)
+    segs = torch.cat([loader.generate_train_batch()["target"] for _ in range(10)])
+    centre = segs[:, 0, patch[0] // 2, patch[1] // 2, patch[2] // 2]
+    return float((centre == 1).float().mean()), float((segs == 1).flatten(1).any(1).float().mean())
+
+
+def test_the_lesion_anywhere_recipe_places_lesions_off_centre_in_its_foreground_patches(workspace):
+    from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+
+    from attumamba.training.sampling import LesionAnywhereDataLoader
+    from attumamba.training.trainers import nnUNetTrainerAttUMambaCPU, nnUNetTrainerAttUMambaCPULesionAnywhere
+
+    train(tiny_request("attumamba"))  # makes the preprocessed data (a no-op when the first test ran)
+    centred, with_lesion = _foreground_at_centre_share(nnUNetDataLoader, workspace)
+    anywhere, anywhere_with_lesion = _foreground_at_centre_share(LesionAnywhereDataLoader, workspace)
+    assert centred > 0.9 and with_lesion == 1.0  # nnU-Net: the chosen lesion voxel is the centre voxel
+    assert anywhere < 0.5 and anywhere_with_lesion == 1.0  # ours: off-centre, yet every patch holds lesion
+    assert nnUNetTrainerAttUMambaCPULesionAnywhere.lesion_anywhere and not nnUNetTrainerAttUMambaCPU.lesion_anywhere
+
+
+def test_init_from_copies_a_models_weights_and_refuses_another_network(workspace, tmp_path):
+    from attumamba.training.train import initialise_weights
+
+    source = train(tiny_request("attumamba"))
+    stripped = tmp_path / "weights.pth"
+    weights = load_checkpoint(source.fold_folder / "checkpoint_final.pth")["network_weights"]
+    torch.save({"network_weights": weights}, stripped)
+
+    fine_tuned = train(tiny_request("attumamba", trainer="nnUNetTrainerAttUMambaCPU", plans_name="init_test",
+                                    init_from=str(stripped), iterations=1))
+    tuned = load_checkpoint(fine_tuned.fold_folder / "checkpoint_final.pth")["network_weights"]
+    learned = [k for k in weights if weights[k].is_floating_point() and "running_" not in k]  # not BatchNorm statistics
+    drift = max(float((tuned[k] - weights[k]).abs().max()) for k in learned)
+    assert drift < 0.01  # one Adam step at 1e-3 from the source weights, not a fresh initialisation
+
+    train(tiny_request("attumamba", features=[4, 8, 32], plans_name="init_other"))
+    plans = json.loads((workspace / "preprocessed" / "Dataset601_TinyPETCT" / "init_other.json").read_text())
+    configuration = PlansManager(plans).get_configuration("3d_fullres")
+    network = get_network_from_plans(configuration.network_arch_class_name, configuration.network_arch_init_kwargs,
+                                     configuration.network_arch_init_kwargs_req_import, 2, 2, deep_supervision=True)
+    with pytest.raises(InputError, match="same --model, --features"):
+        initialise_weights(network, str(stripped))
+    with pytest.raises(InputError, match="cannot read"):
+        initialise_weights(network, str(tmp_path / "missing.pth"))

@@ -102,6 +102,8 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--plans-name", help="name of the plans (default nnUNetPlans_<model>)")
     parser.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--no-validation", action="store_true", help="skip nnU-Net's validation of the fold")
+    parser.add_argument("--init-from", metavar="MODEL", help="start from the weights of a model package (installed "
+                        "name, folder or zip), e.g. to fine-tune the default model on your own studies")
     parser.add_argument("--nnunet-dir", type=Path, help="sets nnUNet_raw/preprocessed/results to DIR/raw, ... if unset")
     parser.set_defaults(func=run_train)
 
@@ -121,7 +123,8 @@ def run_train(args: argparse.Namespace) -> int:
     request = TrainRequest(dataset=args.dataset, model=args.model, configuration=args.configuration, fold=args.fold,
                            epochs=args.epochs, iterations=args.iterations, device=args.device, trainer=args.trainer,
                            features=args.features, patch_size=args.patch, batch_size=args.batch_size,
-                           plans_name=args.plans_name, processes=args.processes, validate=not args.no_validation)
+                           plans_name=args.plans_name, processes=args.processes, validate=not args.no_validation,
+                           init_from=args.init_from)
     bar = tqdm(desc="epochs", unit="epoch")
 
     def on_epoch(done: int, total: int, metrics: dict) -> None:

@@ -37,6 +37,7 @@ class TrainRequest:
     plans_name: str | None = None         # default nnUNetPlans_<model>
     processes: int = 2                    # preprocessing / augmentation worker processes
     validate: bool = True                 # nnU-Net's validation of the fold after training
+    init_from: str | None = None          # start from a model package's (or stripped checkpoint's) weights
 
     @property
     def plans_identifier(self) -> str:
@@ -186,9 +187,41 @@ def train(request: TrainRequest, on_epoch: Callable[[int, int, dict], None] | No
     if (output / "checkpoint_final.pth").is_file():
         return TrainResult(output, trainer.num_epochs, trainer.num_epochs, already_done=True)
     maybe_load_checkpoint(trainer, continue_training=resume, validation_only=False)
+    if request.init_from and not resume:  # a resumed run already holds its own (fine-tuned) weights
+        trainer.initialize()
+        initialise_weights(trainer.network, request.init_from)
     start = trainer.current_epoch
     (output.parent / "attumamba_train_request.json").write_text(json.dumps(asdict(request), indent=2))
     trainer.run_training()
     if request.validate:
         trainer.perform_actual_validation(False)
     return TrainResult(output, start, trainer.num_epochs)
+
+
+def initialise_weights(network, source: str) -> int:
+    """Copy weights from a model package (installed name, folder or zip) or a weights-only checkpoint.
+
+    Every layer must match by name and shape, as for fine-tuning a shipped model on one's own data;
+    only the final segmentation layers may differ (another label set), and then keep their fresh
+    initialisation. Returns the number of tensors copied.
+    """
+    import torch
+
+    from ..inference.package import load_weights, resolve_model
+
+    path = Path(source).expanduser()
+    checkpoint = path if path.suffix == ".pth" else resolve_model(source).checkpoints[0]
+    weights = load_weights(checkpoint)["network_weights"]
+    own = network.state_dict()
+    hint = ("train with the same --model, --features and --patch as the source model "
+            "(its model.json lists the training commands)")
+    missing = [k for k in own if k not in weights]
+    mismatched = [k for k in own if k in weights and weights[k].shape != own[k].shape]
+    if [k for k in missing + mismatched if ".seg_layers." not in k]:
+        raise InputError(f"--init-from {source}: its network differs from this one "
+                         f"({len(missing)} layers missing, {len(mismatched)} of another shape, e.g. "
+                         f"{(missing + mismatched)[0]}); {hint}")
+    copied = {k: v for k, v in weights.items() if k in own and v.shape == own[k].shape}
+    with torch.no_grad():
+        network.load_state_dict({**own, **copied})
+    return len(copied)

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import CancelledError
 from .losses import ReconstructionLoss, ScheduledDeepSupervision, TverskyBalancedCELoss
+from .sampling import lesion_anywhere_loaders
 
 #: (epoch done, epochs in total, {"train_loss", "val_loss", "pseudo_dice"})
 EpochCallback = Callable[[int, int, dict], None]
@@ -32,6 +33,7 @@ class MambaTrainerBase(nnUNetTrainer):
     deep_supervision = True
     amp = True  # False: forward and backward entirely in fp32 (U-Mamba's NoAMP recipe)
     foreground_oversampling = 0.33  # share of each batch centred on a lesion (nnU-Net's default)
+    lesion_anywhere = False  # True: foreground patches hold their lesion anywhere, not at the centre
 
     # nnU-Net records __init__'s arguments by name to rebuild the trainer: subclasses keep this signature
 
@@ -53,6 +55,12 @@ class MambaTrainerBase(nnUNetTrainer):
         if not self.amp:
             self.grad_scaler = None
             _forward_without_autocast(self.network, self.device.type)
+
+    def get_dataloaders(self):
+        if not self.lesion_anywhere:
+            return super().get_dataloaders()
+        with lesion_anywhere_loaders(nnUNetTrainer.__module__):
+            return super().get_dataloaders()
 
     def train_step(self, batch: dict) -> dict:
         if self.should_cancel():
@@ -111,6 +119,13 @@ class nnUNetTrainerAttUMambaCPU(nnUNetTrainerAttUMamba):  # noqa: N801
 
     def configure_optimizers(self):
         return _adam(self, weight_decay=3e-5, eps=1e-8)
+
+
+class nnUNetTrainerAttUMambaCPULesionAnywhere(nnUNetTrainerAttUMambaCPU):  # noqa: N801
+    """The CPU recipe with each lesion patch's lesion placed anywhere in the patch (``training.sampling``)
+    instead of at its centre, so that "hot and central" cannot stand in for "lesion"."""
+
+    lesion_anywhere = True
 
 
 class nnUNetTrainerUMamba(MambaTrainerBase):  # noqa: N801

@@ -6,6 +6,7 @@ The classes live in ``attumamba.training.trainers``; re-exporting them here keep
 from attumamba.training.trainers import (  # noqa: F401
     nnUNetTrainerAttUMamba,
     nnUNetTrainerAttUMambaCPU,
+    nnUNetTrainerAttUMambaCPULesionAnywhere,
     nnUNetTrainerLightMUNet,
     nnUNetTrainerMambaAHNet,
     nnUNetTrainerMPUNet,

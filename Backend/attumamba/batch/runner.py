@@ -1,0 +1,107 @@
+"""``run_batch``: every study under a folder → per-study files and cohort outputs.
+
+find the studies → skip those finished earlier (``resume``) → segment the rest here, in local
+worker processes or on Ray → write each one atomically as it ends → rebuild the cohort tables
+and the HTML report → ``batch.json`` with what happened. A study that fails is recorded with
+its reason and the run goes on.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from ..errors import InputError
+from ..io import find_studies
+from ..io.study_types import Study
+from . import executors
+from .cohort import write_cohort
+from .outputs import BatchFolder, write_atomic
+from .task import BatchSettings, StudyOutcome
+
+#: (study_id, fraction of that study, stage) while a study runs
+StudyProgress = Callable[[str, float, str], None]
+#: (study, outcome) when a study ends
+StudyDone = Callable[[Study, StudyOutcome], None]
+
+
+@dataclass
+class BatchSummary:
+    out: Path
+    found: int
+    done: list[str] = field(default_factory=list)        # segmented by this run
+    failed: dict[str, str] = field(default_factory=dict)  # study id → reason
+    already_done: list[str] = field(default_factory=list)  # skipped by --resume
+    skipped_inputs: int = 0
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def run_batch(root: str | Path, out: str | Path, settings: BatchSettings | None = None, *, resume: bool = False,
+              workers: int = 1, ray_address: str | None = None, on_found: Callable[[list[Study]], None] | None = None,
+              on_progress: StudyProgress | None = None, on_done: StudyDone | None = None,
+              should_cancel: Callable[[], bool] | None = None) -> BatchSummary:
+    """Segment every study under ``root`` into ``out``; see the module docstring."""
+    settings = settings or BatchSettings()
+    if workers < 1:
+        raise InputError(f"--workers must be at least 1, not {workers}")
+    if workers > 1 and ray_address:
+        raise InputError("give either --workers (local processes) or --ray (a Ray cluster), not both")
+    if workers > 1 and settings.threads is None:
+        settings = BatchSettings(**{**asdict(settings), "threads": max(1, (os.cpu_count() or 1) // workers)})
+    cancel = should_cancel or (lambda: False)
+    folder = BatchFolder(Path(out))
+    scan = find_studies(root, cancel=cancel)
+    if not scan.studies:
+        reasons = "; ".join(f"{s.path.name}: {s.reason}" for s in scan.skipped[:5])
+        raise InputError(f"no CT + PET study found under {root}" + (f" (skipped {reasons})" if reasons else ""))
+    folder.prepare(resume)
+    summary = BatchSummary(folder.root, len(scan.studies), skipped_inputs=len(scan.skipped))
+    todo = []
+    for study in scan.studies:
+        (summary.already_done if folder.is_done(study.study_id) else todo).append(study)
+    if on_found:
+        on_found(todo)
+    started = datetime.datetime.now(datetime.UTC)
+
+    def finished(study: Study, outcome: StudyOutcome) -> None:
+        folder.write(outcome, study)
+        if outcome.ok:
+            summary.done.append(study.study_id)
+        else:
+            summary.failed[study.study_id] = outcome.error
+        if on_done:
+            on_done(study, outcome)
+
+    progress = on_progress or (lambda study_id, fraction, stage: None)
+    try:
+        if ray_address:
+            executors.run_on_ray(todo, settings, ray_address, progress, finished, cancel)
+        elif workers > 1:
+            executors.run_in_workers(todo, settings, workers, progress, finished, cancel)
+        else:
+            executors.run_here(todo, settings, progress, finished, cancel)
+    finally:  # also after a cancel: the cohort files describe what is there
+        summary.files = write_cohort(folder, scan.studies, scan.skipped, f"AttUMambaSeg batch: {Path(root).name}")
+        _write_run_record(folder, root, settings, summary, started, workers, ray_address)
+    return summary
+
+
+def _write_run_record(folder: BatchFolder, root, settings: BatchSettings, summary: BatchSummary,
+                      started: datetime.datetime, workers: int, ray_address: str | None) -> None:
+    record = {
+        "attumamba_version": __version__, "input": str(Path(root).resolve()), "settings": asdict(settings),
+        "workers": workers, "ray": ray_address, "started": started.isoformat(),
+        "ended": datetime.datetime.now(datetime.UTC).isoformat(), "studies_found": summary.found,
+        "segmented_now": summary.done, "failed_now": summary.failed, "finished_before": summary.already_done,
+        "inputs_skipped": summary.skipped_inputs,
+    }
+    write_atomic(folder.root / "batch.json", json.dumps(record, indent=2, default=str))
