@@ -44,8 +44,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
     bar = tqdm(desc="studies", unit="study", total=0)
     running: dict[str, str] = {}
 
-    def on_found(studies) -> None:
-        bar.reset(total=len(studies))
+    def on_found(studies, todo) -> None:
+        bar.reset(total=len(todo))
 
     def on_progress(study_id: str, fraction: float, stage: str) -> None:
         running[study_id] = f"{study_id}: {stage} {fraction:.0%}"

@@ -46,7 +46,7 @@ class BatchSummary:
 
 
 def run_batch(root: str | Path, out: str | Path, settings: BatchSettings | None = None, *, resume: bool = False,
-              workers: int = 1, ray_address: str | None = None, on_found: Callable[[list[Study]], None] | None = None,
+              workers: int = 1, ray_address: str | None = None, on_found: Callable[[list[Study], list[Study]], None] | None = None,
               on_progress: StudyProgress | None = None, on_done: StudyDone | None = None,
               should_cancel: Callable[[], bool] | None = None) -> BatchSummary:
     """Segment every study under ``root`` into ``out``; see the module docstring."""
@@ -68,8 +68,8 @@ def run_batch(root: str | Path, out: str | Path, settings: BatchSettings | None 
     todo = []
     for study in scan.studies:
         (summary.already_done if folder.is_done(study.study_id) else todo).append(study)
-    if on_found:
-        on_found(todo)
+    if on_found:  # every study found, and those this run will segment
+        on_found(scan.studies, todo)
     started = datetime.datetime.now(datetime.UTC)
 
     def finished(study: Study, outcome: StudyOutcome) -> None:

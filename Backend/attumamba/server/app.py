@@ -25,10 +25,13 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from .. import __version__
+from ..batch import BatchSettings
+from ..batch.outputs import BatchFolder
 from ..errors import InputError
 from ..inference import SegmentOptions, installed_models
 from ..lesions import analyze
 from .auth import token_matches
+from .batches import BatchRuns
 from .jobs import JobQueue, SegmenterCache
 from .studies import Limits, StudyStore, check_study, read_upload
 
@@ -51,6 +54,16 @@ class JobRequest(BaseModel):
     options: dict = Field(default_factory=dict)
 
 
+class BatchRequest(BaseModel):
+    input_dir: str                         # absolute paths on the backend's machine
+    output_dir: str
+    model: str | None = None
+    device: str | None = None
+    tta: bool = False
+    resume: bool = False
+    options: dict = Field(default_factory=dict)
+
+
 class ApiError(HTTPException):
     def __init__(self, status: int, error: str, detail: str):
         super().__init__(status, detail)
@@ -60,12 +73,14 @@ class ApiError(HTTPException):
 def create_app(state: ServerState) -> FastAPI:
     studies = StudyStore(state.limits)
     jobs: JobQueue | None = None
+    batches: BatchRuns | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        nonlocal jobs
-        jobs = JobQueue(state.segmenters, state.devices)
+        nonlocal jobs, batches
+        jobs, batches = JobQueue(state.segmenters, state.devices), BatchRuns()
         yield
+        batches.shutdown()
         jobs.shutdown()
         studies.clear()
 
@@ -93,6 +108,20 @@ def create_app(state: ServerState) -> FastAPI:
         if job.state != "done":
             raise ApiError(409, "job not done", f"job {job_id} is {job.state}; poll GET /v1/jobs/{job_id} until done")
         return job
+
+    def batch_or_404(batch_id: str):
+        run = batches.get(batch_id)
+        if run is None:
+            raise ApiError(404, "unknown batch", f"no batch {batch_id!r}")
+        return run
+
+    def finished_batch_study(batch_id: str, study_id: str) -> Path:
+        run = batch_or_404(batch_id)
+        status = run.studies.get(study_id)
+        if status is None or status.state not in ("done", "kept"):
+            raise ApiError(409, "study not finished", f"study {study_id!r} of batch {batch_id} has no results "
+                           f"({status.state if status else 'not in this batch'})")
+        return BatchFolder(run.output_dir).study_folder(study_id)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
@@ -181,6 +210,45 @@ def create_app(state: ServerState) -> FastAPI:
         labels = await run_in_threadpool(read_upload, labelmap.file, labelmap.filename, "the labelmap", state.limits)
         return await run_in_threadpool(analyze, labels, study.ct, study.pet, min_volume_ml=chosen.min_volume_ml,
                                        min_suv_max=chosen.min_suv_max)
+
+    @app.post("/v1/batches", dependencies=[Depends(authorised)], status_code=202)
+    def submit_batch(request: BatchRequest) -> dict:
+        options = SegmentOptions.from_dict(request.options)
+        settings = BatchSettings(model=request.model, device=request.device or state.devices[0], tta=request.tta,
+                                 reference=options.reference, min_volume_ml=options.min_volume_ml,
+                                 min_suv_max=options.min_suv_max)
+        return batches.submit(request.input_dir, request.output_dir, settings, request.resume).status()
+
+    @app.get("/v1/batches/{batch_id}", dependencies=[Depends(authorised)])
+    def batch_status(batch_id: str) -> dict:
+        return batch_or_404(batch_id).status()
+
+    @app.delete("/v1/batches/{batch_id}", dependencies=[Depends(authorised)])
+    def cancel_batch(batch_id: str) -> dict:
+        batch_or_404(batch_id)
+        return batches.cancel(batch_id).status()
+
+    @app.get("/v1/batches/{batch_id}/studies/{study_id}/labelmap", dependencies=[Depends(authorised)])
+    async def batch_labelmap(batch_id: str, study_id: str) -> Response:
+        labels = await run_in_threadpool(sitk.ReadImage, str(finished_batch_study(batch_id, study_id) / "lesions.nii.gz"))
+        return Response(await run_in_threadpool(image_bytes, labels), media_type="application/octet-stream")
+
+    @app.post("/v1/batches/{batch_id}/studies/{study_id}/open", dependencies=[Depends(authorised)])
+    async def open_batch_study(batch_id: str, study_id: str) -> dict:
+        """Load a finished study's CT and PET into the study store (for viewing and re-measuring)."""
+        folder = finished_batch_study(batch_id, study_id)
+        found = batches.get(batch_id).found[study_id]
+        ct, pet = await run_in_threadpool(found.load_ct), await run_in_threadpool(found.load_pet)
+        stored = studies.add(ct, pet, {"batch_id": batch_id, "batch_study": study_id})
+        report = json.loads((folder / "lesions.json").read_text())
+        return {**stored.describe(), "report": report}
+
+    @app.get("/v1/studies/{study_id}/volumes/{which}", dependencies=[Depends(authorised)])
+    async def study_volume(study_id: str, which: str) -> Response:
+        if which not in ("ct", "pet"):
+            raise ApiError(404, "unknown volume", "ask for 'ct' or 'pet'")
+        image = getattr(study_or_404(study_id), which)
+        return Response(await run_in_threadpool(image_bytes, image), media_type="application/octet-stream")
 
     return app
 
