@@ -11,6 +11,7 @@ import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -63,16 +64,36 @@ class BackendClient:
         return self._json("GET", f"/v1/jobs/{job_id}/lesions")
 
     def download_labelmap(self, job_id: str, target: str | Path) -> Path:
-        data = self._request("GET", f"/v1/jobs/{job_id}/labelmap", timeout=max(self.timeout, 120.0))
-        target = Path(target)
-        temporary = target.with_name(target.name + ".part")
-        temporary.write_bytes(data)
-        os.replace(temporary, target)
-        return target
+        return self._download(f"/v1/jobs/{job_id}/labelmap", target)
 
     def measure(self, study_id: str, labelmap_file: str | Path, options: dict | None = None) -> dict:
         return self._multipart(f"/v1/studies/{study_id}/measure", {"labelmap": Path(labelmap_file)},
                                {"options": json.dumps(options or {})})
+
+    def download_volume(self, study_id: str, which: str, target: str | Path) -> Path:
+        """A stored study's ``ct`` (HU) or ``pet`` (SUV) as a NRRD file."""
+        return self._download(f"/v1/studies/{study_id}/volumes/{which}", target)
+
+    # --- batches (folders on the backend's machine) -------------------------------------------
+    def submit_batch(self, input_dir: str, output_dir: str, model: str | None = None, *, device: str | None = None,
+                     tta: bool = False, resume: bool = False, options: dict | None = None) -> dict:
+        body = {"input_dir": input_dir, "output_dir": output_dir, "model": model, "device": device, "tta": tta,
+                "resume": resume, "options": options or {}}
+        return self._json("POST", "/v1/batches", {k: v for k, v in body.items() if v is not None})
+
+    def batch(self, batch_id: str) -> dict:
+        return self._json("GET", f"/v1/batches/{batch_id}")
+
+    def cancel_batch(self, batch_id: str) -> dict:
+        return self._json("DELETE", f"/v1/batches/{batch_id}")
+
+    def open_batch_study(self, batch_id: str, study_id: str) -> dict:
+        """Load a finished study of a batch into the backend's study store: ``{study_id, ct, pet, meta, report}``."""
+        path = f"/v1/batches/{batch_id}/studies/{_part(study_id)}/open"
+        return self._json("POST", path, timeout=max(self.timeout, 120.0))
+
+    def download_batch_labelmap(self, batch_id: str, study_id: str, target: str | Path) -> Path:
+        return self._download(f"/v1/batches/{batch_id}/studies/{_part(study_id)}/labelmap", target)
 
     def wait(self, job_id: str, *, poll_s: float = 0.5, timeout_s: float = 3600.0,
              on_status=None, should_cancel=None) -> dict:
@@ -91,6 +112,15 @@ class BackendClient:
             time.sleep(poll_s)
 
     # --- plumbing --------------------------------------------------------------------------
+    def _download(self, path: str, target: str | Path) -> Path:
+        """GET ``path`` into ``target``, which appears only once complete."""
+        data = self._request("GET", path, timeout=max(self.timeout, 120.0))
+        target = Path(target)
+        temporary = target.with_name(target.name + ".part")
+        temporary.write_bytes(data)
+        os.replace(temporary, target)
+        return target
+
     def _json(self, method: str, path: str, body: dict | None = None, timeout: float | None = None):
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}
@@ -129,6 +159,11 @@ class BackendClient:
                                "(attumamba-seg serve) or check the URL") from None
         except TimeoutError:
             raise BackendError(f"the backend at {self.url} did not answer within {timeout or self.timeout:.0f} s") from None
+
+
+def _part(text: str) -> str:
+    """A study ID as one URL path segment (IDs come from file names: spaces, '#', '/' stay in it)."""
+    return urllib.parse.quote(text, safe="")
 
 
 def _stream(parts: list):
