@@ -1,7 +1,7 @@
 """AttUMambaSeg: whole-body PET/CT lesion segmentation with Mamba U-Nets.
 
 This file is the thin Slicer layer: the module description, a Widget that only wires the UI
-(its Backend and Results sections are wired by ``Widgets/``), a Logic facade for the Widget
+(its sections are wired by the panels in ``Widgets/``), a Logic facade for the Widget
 and for scripts, and the self-test. Everything that does work lives in ``Logic/`` (no Qt,
 testable on slicer-core) or in the backend process (torch, models), which Slicer never imports.
 """
@@ -108,7 +108,6 @@ class AttUMambaSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self.run = None  # the SegmentationRun in progress, stepped by self.timer
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -121,12 +120,15 @@ class AttUMambaSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.timer = qt.QTimer()
         self.timer.setInterval(100)
         self.timer.timeout.connect(self.onTick)
+        parameterNode, connected = (lambda: self._parameterNode), (lambda: self.backendPanel.connected)
         self.backendPanel = widgetsModule("backend_panel").BackendPanel(
-            self.ui, self.logic, lambda: self._parameterNode, self.updateButtons, self.timer.start)
+            self.ui, self.logic, parameterNode, self.updateButtons, self.timer.start)
         self.resultsPanel = widgetsModule("results_panel").ResultsPanel(
             self.ui, self.logic, lambda: self._parameterNode.result if self._parameterNode else None)
-        self.ui.segmentButton.clicked.connect(self.onSegmentButton)
-        self.ui.progressBar.hide()
+        self.segmentPanel = widgetsModule("segment_panel").SegmentPanel(
+            self.ui, self.logic, parameterNode, self.resultsPanel, connected, self.updateButtons, self.timer.start)
+        self.batchPanel = widgetsModule("batch_panel").BatchPanel(
+            self.ui, self.logic, parameterNode, connected, self.timer.start)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -135,8 +137,7 @@ class AttUMambaSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self):
         self.timer.stop()
-        if self.run is not None:
-            self.run.cancel()
+        self.segmentPanel.cancel()
         self.removeObservers()
         self.logic.stopBackend()
 
@@ -147,9 +148,7 @@ class AttUMambaSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.disconnectParameterNode()  # kept: a run going on records its result there
 
     def onSceneStartClose(self, caller, event):
-        if self.run is not None:  # its volumes are going away
-            self.run.cancel()
-            self.onRunFinished()
+        self.segmentPanel.cancel()  # its volumes are going away
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -191,63 +190,15 @@ class AttUMambaSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p.ct, p.pet = self.logic.preselectInputs(p.ct, p.pet)
 
     def updateButtons(self):
-        p = self._parameterNode
-        running = self.run is not None
-        missing = "" if p and p.ct and p.pet else "Choose a CT and a PET volume (Inputs)."
-        if not missing and not self.backendPanel.connected:
-            missing = "Start or connect to a backend and test the connection (Backend)."
-        self.ui.segmentButton.text = "Cancel" if running else "Segment"
-        self.ui.segmentButton.enabled = running or not missing
-        self.ui.segmentButton.toolTip = "Stop the segmentation." if running else (
-            missing or "Segment the lesions on the backend; each run makes a new segmentation.")
-        self.resultsPanel.updateButtons(idle=not running, connected=self.backendPanel.connected)
-
-    # --- segmentation --------------------------------------------------------------------------
-    def onSegmentButton(self):
-        if self.run is not None:
-            self.run.cancel()
-            self.onRunFinished()
-            return
-        p = self._parameterNode
-        replace = p.result if p.replaceExisting and p.result else None
-        if replace is not None and not slicer.util.confirmOkCancelDisplay(
-                f"Replace the segments of '{replace.GetName()}'? Any edits made to them are lost.\n\n"
-                "Uncheck 'Replace existing result' (Options) to keep it and make a new segmentation.",
-                windowTitle="Replace result"):
-            return
-        with slicer.util.tryWithErrorDisplay("Could not start the segmentation.", waitCursor=True):
-            self.run = self.logic.startSegmentation(
-                p.ct, p.pet, model=p.model, device=p.device, tta=p.tta, reference=p.reference,
-                minVolumeMl=p.minVolumeMl, replace=replace, onProgress=self.onProgress)
-            self.ui.progressBar.value = 0
-            self.ui.progressBar.show()
-            self.updateButtons()
-            self.timer.start()
-
-    def onProgress(self, stage, progress, message):
-        self.ui.progressBar.value = round(100 * progress)
-        self.ui.stageLabel.text = f"{stage}: {message}"
+        self.segmentPanel.updateButtons()
+        self.resultsPanel.updateButtons(idle=self.segmentPanel.run is None, connected=self.backendPanel.connected)
+        self.batchPanel.updateButtons()
 
     def onTick(self):
-        if self.run is not None:
-            self.run.step()  # never waits: network and disk work run on the run's worker thread
-            if self.run.finished:
-                self.onRunFinished()
-        backendBusy = self.backendPanel.poll()
-        if self.run is None and not backendBusy:
+        """Step whatever goes on; none of the polls waits (their network work runs on worker threads)."""
+        busy = [self.segmentPanel.poll(), self.backendPanel.poll(), self.batchPanel.poll()]
+        if not any(busy):
             self.timer.stop()
-
-    def onRunFinished(self):
-        run, self.run = self.run, None
-        self.ui.progressBar.hide()
-        prefix = {"done": "Done", "cancelled": "Cancelled"}.get(run.state, "Failed")
-        self.ui.stageLabel.text = f"{prefix}: {run.message}"
-        if run.state == "done" and self._parameterNode is not None:
-            self._parameterNode.result = run.result.segmentation
-            self.resultsPanel.show(force=True)
-        elif run.state == "failed":
-            slicer.util.errorDisplay(f"The segmentation failed: {run.message}")
-        self.updateButtons()
 
 
 class AttUMambaSegLogic(ScriptedLoadableModuleLogic):
@@ -257,6 +208,8 @@ class AttUMambaSegLogic(ScriptedLoadableModuleLogic):
     >>> logic.connect("http://127.0.0.1:8765")            # token from ~/.attumamba/token
     >>> result = logic.segment(ctNode, petNode)           # waits; the GUI uses startSegmentation
     >>> logic.updateMeasurements(result.segmentation)     # after editing the segments
+    >>> batch = logic.startBatch("/data/cohort", "/data/out", model="..."); batch.wait()  # backend's folders
+    >>> opened = logic.openBatchStudy(batch.batch_id, "patient01").wait()  # .ct, .pet, .result
     """
 
     def __init__(self):
@@ -318,15 +271,32 @@ class AttUMambaSegLogic(ScriptedLoadableModuleLogic):
                           replace=None, onProgress=None, name=None):
         """A SegmentationRun to drive with ``step()`` (GUI timer) or ``wait()``; makes a new
         segmentation unless ``replace`` names one."""
-        options = {"reference": reference.lower(), "min_volume_ml": float(minVolumeMl)}
         scene = ct.GetScene() if ct is not None else slicer.mrmlScene
         return logicModule("run").SegmentationRun(
-            self.requireClient(), scene, ct, pet, model=model or None, device=None if device == "auto" else device,
-            tta=tta, options=options, name=name, replace=replace, on_progress=onProgress)
+            self.requireClient(), scene, ct, pet, name=name, replace=replace, on_progress=onProgress,
+            **self.jobSettings(model, device, tta, reference, minVolumeMl))
+
+    @staticmethod
+    def jobSettings(model="", device="auto", tta=False, reference="CT", minVolumeMl=0.0):
+        """The GUI's choices as the backend wants them, for single studies and batches alike."""
+        return {"model": model or None, "device": None if device == "auto" else device, "tta": tta,
+                "options": {"reference": reference.lower(), "min_volume_ml": float(minVolumeMl)}}
 
     def segment(self, ct, pet, timeout_s=3600.0, **options):
         """Segment and wait (scripts, tests); the LesionResult."""
         return self.startSegmentation(ct, pet, **options).wait(timeout_s)
+
+    # --- batches: folders on the backend's computer --------------------------------------------
+    def startBatch(self, inputDir, outputDir, resume=False, **choices):
+        """A BatchRun of every study in ``inputDir``, to ``poll()`` (GUI timer) or ``wait()``; ``choices``
+        as for startSegmentation (model, device, tta, reference, minVolumeMl)."""
+        return logicModule("batch").BatchRun(self.requireClient(), inputDir, outputDir, resume=resume,
+                                             **self.jobSettings(**choices))
+
+    def openBatchStudy(self, batchId, studyId, scene=None):
+        """A StudyOpening of a finished study, to ``step()`` (GUI timer) or ``wait()``: its CT, PET and lesion
+        result, which Update measurements re-measures on the backend like any result."""
+        return logicModule("batch").StudyOpening(self.requireClient(), batchId, studyId, scene or slicer.mrmlScene)
 
     def updateMeasurements(self, segmentationNode):
         return logicModule("measure").update_measurements(self.requireClient(), segmentationNode)

@@ -6,7 +6,8 @@ here: torch never loads inside Slicer. The module file imports this package thro
 cannot shadow it. Inside, modules import each other relatively (``from .client import ...``).
 
 Modules, one job each: ``client`` (backend HTTP API), ``run`` (one segmentation run, stepped
-from a GUI timer), ``results`` (report -> segmentation, lines, table), ``measure``
+from a GUI timer), ``batch`` (a folder segmented on the backend; opening a finished study),
+``results`` (report -> segmentation, lines, table), ``measure``
 (re-measure after edits), ``export`` (files for a folder), ``segments``, ``axes``,
 ``tables``, ``hierarchy``, ``volumes``, ``files``, ``geometry`` (the only place where LPS
 and RAS meet), and for the module panel ``inputs`` (which volumes are CT and PET),

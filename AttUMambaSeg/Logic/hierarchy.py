@@ -64,7 +64,7 @@ def remove_node(scene, node) -> None:
 
 
 class CreatedNodes:
-    """Nodes and folders one call added; ``discard()`` removes them (newest first)."""
+    """Nodes and folders (or study items) one call added; ``discard()`` removes them (newest first)."""
 
     def __init__(self, scene):
         self.scene = scene
@@ -83,6 +83,15 @@ class CreatedNodes:
         folder = hierarchy.CreateFolderItem(parent or hierarchy.GetSceneItemID(), name)
         self.folders.append(folder)
         return folder
+
+    def add_study(self, name: str) -> int:
+        """A patient item holding a study item, both named ``name``; the study item is returned."""
+        hierarchy = subject_hierarchy(self.scene)
+        patient = hierarchy.CreateSubjectItem(hierarchy.GetSceneItemID(), name)
+        self.folders.append(patient)
+        study = hierarchy.CreateStudyItem(patient, name)
+        self.folders.append(study)
+        return study
 
     def discard(self) -> None:
         for node in reversed(self.nodes):

@@ -16,7 +16,7 @@ import vtk
 from vtk.util import numpy_support
 
 from .files import atomic_target
-from .geometry import from_vtk_matrix, ijk_to_ras_from_lps, lps_from_ijk_to_ras
+from .geometry import from_vtk_matrix, ijk_to_ras_from_lps, lps_from_ijk_to_ras, to_vtk_matrix
 
 
 def world_ijk_to_ras(volume_node) -> np.ndarray:
@@ -59,6 +59,15 @@ def volume_array(volume_node) -> tuple[np.ndarray, np.ndarray]:
     """The node's voxels (k, j, i) and the world IJK-to-RAS of that array."""
     array, first = image_data_array(volume_node.GetImageData())
     return array, shifted(world_ijk_to_ras(volume_node), first)
+
+
+def set_volume_array(volume_node, array: np.ndarray, ijk_to_ras: np.ndarray) -> None:
+    """Give a scalar volume node a (k, j, i) array on a RAS grid: the inverse of :func:`volume_array`."""
+    image = vtk.vtkImageData()
+    image.SetDimensions(*array.shape[::-1])
+    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(np.ascontiguousarray(array).ravel(), deep=True))
+    volume_node.SetIJKToRASMatrix(to_vtk_matrix(ijk_to_ras))
+    volume_node.SetAndObserveImageData(image)
 
 
 def write_image(array: np.ndarray, ijk_to_ras: np.ndarray, path: str | Path, compress: bool = True) -> Path:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import types
+import unittest
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,38 @@ def load_logic():
 @pytest.fixture(scope="session")
 def logic():
     return load_logic()
+
+
+class _Base:
+    def __init__(self, *args, **kwargs):
+        pass
+
+
+@pytest.fixture
+def qt_stub():
+    """Stands in for PythonQt's ``qt`` (only Slicer has it); a test module may give a richer one."""
+    return types.ModuleType("qt")
+
+
+@pytest.fixture
+def module(monkeypatch, logic, qt_stub):
+    """The module file, loaded with stand-ins for what only the Slicer GUI has: ``qt``,
+    ``slicer.ScriptedLoadableModule`` and ``slicer.parameterNodeWrapper``."""
+    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
+    wrapper.parameterNodeWrapper = lambda cls: cls
+    wrapper.Choice = lambda choices: ("Choice", tuple(choices))
+    wrapper.WithinRange = lambda low, high: ("WithinRange", low, high)
+    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
+    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleWidget"):
+        setattr(scripted, name, type(name, (_Base,), {}))
+    scripted.ScriptedLoadableModuleTest = type("ScriptedLoadableModuleTest", (unittest.TestCase,), {})
+    monkeypatch.setitem(sys.modules, "qt", qt_stub)
+    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", wrapper)
+    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", scripted)
+    spec = importlib.util.spec_from_file_location("AttUMambaSegModuleFile", REPO / "AttUMambaSeg" / "AttUMambaSeg.py")
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
 
 
 @pytest.fixture

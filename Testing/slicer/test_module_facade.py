@@ -3,46 +3,16 @@
 Slicer's GUI cannot exist here, so the three things the module file imports from it
 (``qt``, ``slicer.ScriptedLoadableModule``, ``slicer.parameterNodeWrapper``) are replaced by
 empty stand-ins; everything the facade does (the Logic package, MRML, the real backend on
-loopback) is real. The Widget itself is checked statically (test_module_files.py) and by the
-self-test inside Slicer.
+loopback) is real (the stand-ins: conftest's ``module`` fixture). The Widget's panels run on
+stand-in widgets in test_widgets_panels.py; the Widget itself is checked statically
+(test_module_files.py) and by the self-test inside Slicer.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import sys
-import types
-import unittest
-from pathlib import Path
 
 import pytest
-
-MODULE_FILE = Path(__file__).resolve().parents[2] / "AttUMambaSeg" / "AttUMambaSeg.py"
-
-
-class _Base:
-    def __init__(self, *args, **kwargs):
-        pass
-
-
-@pytest.fixture
-def module(monkeypatch, logic):
-    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
-    wrapper.parameterNodeWrapper = lambda cls: cls
-    wrapper.Choice = lambda choices: ("Choice", tuple(choices))
-    wrapper.WithinRange = lambda low, high: ("WithinRange", low, high)
-    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
-    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleWidget"):
-        setattr(scripted, name, type(name, (_Base,), {}))
-    scripted.ScriptedLoadableModuleTest = type("ScriptedLoadableModuleTest", (unittest.TestCase,), {})
-    monkeypatch.setitem(sys.modules, "qt", types.ModuleType("qt"))
-    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", wrapper)
-    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", scripted)
-    spec = importlib.util.spec_from_file_location("AttUMambaSegModuleFile", MODULE_FILE)
-    loaded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
-    return loaded
 
 
 @pytest.fixture
@@ -112,3 +82,27 @@ def test_self_test_scenario(module, lesion_backend, synthetic, scene, tmp_path):
     with pytest.raises(FileExistsError):
         facade.exportResult(result.segmentation, tmp_path / "out")
     facade.exportResult(result.segmentation, tmp_path / "out", overwrite=True)
+
+
+def test_a_batch_through_the_facade_opens_on_its_reference_grid(module, lesion_backend, scene, tmp_path):
+    import SimpleITK as sitk
+    from conftest import TOKEN
+    from tiny_model import small_study
+
+    (tmp_path / "in").mkdir()
+    for image, kind in zip(small_study(), ("ct", "pet")):
+        sitk.WriteImage(image, str(tmp_path / "in" / f"solo_{kind}.nii.gz"))
+    facade = module.AttUMambaSegLogic()
+    with pytest.raises(ValueError, match="No backend: start one or connect"):
+        facade.startBatch(str(tmp_path / "in"), str(tmp_path / "out"))
+    facade.connect(lesion_backend, TOKEN)
+    batch = facade.startBatch(str(tmp_path / "in"), str(tmp_path / "out"), model="tiny", device="auto",
+                              reference="PET", minVolumeMl=0.5)
+    assert [study["state"] for study in batch.wait(300)["studies"]] == ["done"]
+
+    opened = facade.openBatchStudy(batch.batch_id, "solo", scene=scene).wait()
+    segmentation = opened.result.segmentation
+    assert opened.result.report["options"]["reference"] == "pet"
+    geometry = importlib.import_module("AttUMambaSegLogic.segments").reference_geometry(segmentation)
+    assert geometry.GetDimensions() == (20, 20, 20)  # the PET's grid, as asked: edits stay on it
+    assert [lesion["voxels"] for lesion in facade.updateMeasurements(segmentation).report["lesions"]] == [20 ** 3]

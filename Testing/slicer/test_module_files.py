@@ -21,7 +21,7 @@ MODULE_FILE = MODULE_DIR / "AttUMambaSeg.py"
 #: The Qt side: the module file and its Qt helpers (Logic/ has its own checks in test_logic_imports.py).
 GUI_FILES = [MODULE_FILE, *sorted((MODULE_DIR / "Widgets").glob("*.py"))]
 GUI_MODULES = {"qt", "ctk", "vtk", "slicer"}  # what Slicer's embedded Python provides the GUI
-MAX_MODULE_FILE_LINES = 430
+MAX_MODULE_FILE_LINES = 400
 
 _BUTTONS = {"QPushButton", "QToolButton", "QCheckBox", "QRadioButton", "ctkCheckablePushButton", "ctkPushButton"}
 _COMBOS = {"QComboBox", "ctkComboBox"}
@@ -33,7 +33,8 @@ MEMBER_CLASSES: dict[str, set[str]] = {
     **{m: {"ctkDirectoryButton"} for m in ("directory", "directoryChanged")},
     **{m: _COMBOS for m in ("addItem", "findData", "itemData", "currentIndex", "currentIndexChanged", "currentText")},
     **{m: {"QTableWidget"} for m in ("cellClicked", "setRowCount", "setColumnCount", "setItem", "item",
-                                     "setHorizontalHeaderLabels", "horizontalHeaderItem", "resizeColumnsToContents")},
+                                     "setHorizontalHeaderLabels", "horizontalHeaderItem", "resizeColumnsToContents",
+                                     "cellDoubleClicked", "itemSelectionChanged", "currentRow", "selectedItems")},
     "clicked": _BUTTONS,
     "checked": _BUTTONS,
     "value": {"QProgressBar", "QSpinBox", "QDoubleSpinBox", "QSlider", "ctkSliderWidget"},
@@ -163,7 +164,8 @@ def _ui_member_uses() -> dict[str, set[str]]:
 def test_every_widget_has_the_class_its_use_needs():
     widgets = _ui_widgets()
     uses = _ui_member_uses()
-    assert {"ctSelector", "segmentButton", "lesionTableWidget", "backendPythonPathLineEdit"} <= set(uses)
+    assert {"ctSelector", "segmentButton", "lesionTableWidget", "backendPythonPathLineEdit", "batchTableWidget",
+            "batchInputPathLineEdit", "batchRunButton"} <= set(uses)
     problems = []
     for name, members in sorted(uses.items()):
         cls = widgets.get(name)
