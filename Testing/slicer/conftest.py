@@ -167,3 +167,12 @@ def handmade(client, study_nodes, tmp_path):
     report = client.measure(study["study_id"], tmp_path / "lesions.nrrd")
     return SimpleNamespace(ct=ct_node, pet=pet_node, labelmap=tmp_path / "lesions.nrrd", image=labels,
                            labels=sitk.GetArrayFromImage(labels), report=report, study_id=study["study_id"])
+
+
+@pytest.fixture
+def handmade_result(handmade, scene, logic):
+    """The handmade lesions turned into MRML nodes (segments, RECIST lines, table) by ``build_result``."""
+    import importlib
+
+    return importlib.import_module("AttUMambaSegLogic.results").build_result(
+        scene, handmade.ct, handmade.labelmap, handmade.report, pet_node=handmade.pet, study_id=handmade.study_id)

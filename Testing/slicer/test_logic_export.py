@@ -17,15 +17,9 @@ def _module(name: str):
     return importlib.import_module(f"AttUMambaSegLogic.{name}")
 
 
-@pytest.fixture
-def result(handmade, scene, logic):
-    return _module("results").build_result(scene, handmade.ct, handmade.labelmap, handmade.report,
-                                           pet_node=handmade.pet, study_id=handmade.study_id)
-
-
 @pytest.mark.parametrize("labelmap_name", ["lesions.nii.gz", "case 7.nrrd"])
-def test_exported_files_read_back_equal(result, handmade, scene, tmp_path, labelmap_name):
-    paths = _module("export").export_result(result.segmentation, tmp_path / "out", labelmap_name=labelmap_name)
+def test_exported_files_read_back_equal(handmade_result, handmade, scene, tmp_path, labelmap_name):
+    paths = _module("export").export_result(handmade_result.segmentation, tmp_path / "out", labelmap_name=labelmap_name)
     stem = labelmap_name.split(".")[0]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         [labelmap_name, f"{stem}.seg.nrrd", f"{stem}.csv", f"{stem}.json"])  # no temporary files left
@@ -54,7 +48,7 @@ def test_exported_files_read_back_equal(result, handmade, scene, tmp_path, label
         assert math.isclose(float(row["long_axis_mm"]), lesion["recist"]["long_axis_mm"])
         assert math.isclose(float(row["centroid_x_lps"]), lesion["centroid_lps"][0])
         assert row["segment"] == f"Lesion {lesion['id']}"
-    assert json.loads(paths["json"].read_text()) == result.report
+    assert json.loads(paths["json"].read_text()) == handmade_result.report
 
 
 def _read_segmentation(scene, path):
@@ -67,33 +61,33 @@ def _read_segmentation(scene, path):
     return node
 
 
-def test_existing_files_are_kept_unless_overwriting_is_asked(result, tmp_path):
+def test_existing_files_are_kept_unless_overwriting_is_asked(handmade_result, tmp_path):
     export = _module("export")
     tmp_path = tmp_path / "out"
     tmp_path.mkdir()
     (tmp_path / "lesions.csv").write_text("mine")
     with pytest.raises(FileExistsError, match="lesions.csv"):
-        export.export_result(result.segmentation, tmp_path)
+        export.export_result(handmade_result.segmentation, tmp_path)
     assert (tmp_path / "lesions.csv").read_text() == "mine"
     assert not (tmp_path / "lesions.nii.gz").exists()
-    export.export_result(result.segmentation, tmp_path, overwrite=True)
+    export.export_result(handmade_result.segmentation, tmp_path, overwrite=True)
     assert (tmp_path / "lesions.csv").read_text().startswith("id,voxels,volume_ml")
 
 
-def test_edited_segments_are_not_exported_with_old_measurements(result, client, tmp_path):
+def test_edited_segments_are_not_exported_with_old_measurements(handmade_result, client, tmp_path):
     def erase(voxels, extent):
         voxels[:, :, : voxels.shape[2] // 2] = 0
 
-    edit_segment(result.segmentation, "Lesion 2", erase)
+    edit_segment(handmade_result.segmentation, "Lesion 2", erase)
     with pytest.raises(ValueError, match=r"lesions \[2\].*update the measurements"):
-        _module("export").export_result(result.segmentation, tmp_path / "out")
+        _module("export").export_result(handmade_result.segmentation, tmp_path / "out")
     assert not (tmp_path / "out").exists()
-    updated = _module("measure").update_measurements(client, result.segmentation)
-    paths = _module("export").export_result(result.segmentation, tmp_path / "out")
+    updated = _module("measure").update_measurements(client, handmade_result.segmentation)
+    paths = _module("export").export_result(handmade_result.segmentation, tmp_path / "out")
     exported = json.loads(paths["json"].read_text())
     assert exported["lesions"] == updated.report["lesions"]
 
 
-def test_a_labelmap_name_needs_a_volume_suffix(result, tmp_path):
+def test_a_labelmap_name_needs_a_volume_suffix(handmade_result, tmp_path):
     with pytest.raises(ValueError, match="must end with"):
-        _module("export").export_result(result.segmentation, tmp_path, labelmap_name="lesions.png")
+        _module("export").export_result(handmade_result.segmentation, tmp_path, labelmap_name="lesions.png")

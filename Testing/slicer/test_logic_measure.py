@@ -16,12 +16,6 @@ def _module(name: str):
     return importlib.import_module(f"AttUMambaSegLogic.{name}")
 
 
-@pytest.fixture
-def result(handmade, scene, logic):
-    return _module("results").build_result(scene, handmade.ct, handmade.labelmap, handmade.report,
-                                           pet_node=handmade.pet, study_id=handmade.study_id)
-
-
 def _lesion(report: dict, number: int) -> dict:
     return next(lesion for lesion in report["lesions"] if lesion["id"] == number)
 
@@ -30,17 +24,17 @@ def _rows(result) -> dict[int, dict]:
     return {int(row["lesion"]): row for row in _module("tables").table_rows(result.table)}
 
 
-def test_erasing_half_a_lesion_shrinks_its_volume_and_long_axis(result, handmade, scene, client):
-    before = result.report
+def test_erasing_half_a_lesion_shrinks_its_volume_and_long_axis(handmade_result, handmade, scene, client):
+    before = handmade_result.report
     nodes = scene.GetNumberOfNodes()
 
     def erase_right_half(voxels, extent):  # lesion 1 spans i = 5..16: keep 5..10
         voxels[:, :, 11 - extent[0]:] = 0
 
-    edit_segment(result.segmentation, "Lesion 1", erase_right_half)
-    assert count_voxels(result.segmentation, "Lesion 1") == 6 * 8 * 6
-    result = _module("measure").update_measurements(client, result.segmentation)
-    report = result.report
+    edit_segment(handmade_result.segmentation, "Lesion 1", erase_right_half)
+    assert count_voxels(handmade_result.segmentation, "Lesion 1") == 6 * 8 * 6
+    handmade_result = _module("measure").update_measurements(client, handmade_result.segmentation)
+    report = handmade_result.report
 
     old, new = _lesion(before, 1), _lesion(report, 1)
     assert math.isclose(new["volume_ml"], 6 * 8 * 6 * VOXEL_ML)
@@ -48,64 +42,63 @@ def test_erasing_half_a_lesion_shrinks_its_volume_and_long_axis(result, handmade
     for number in (2, 3):
         assert _lesion(report, number)["volume_ml"] == _lesion(before, number)["volume_ml"]
 
-    row = _rows(result)[1]
+    row = _rows(handmade_result)[1]
     assert math.isclose(row["volume_ml"], new["volume_ml"])
     assert math.isclose(row["long_axis_mm"], new["recist"]["long_axis_mm"])
-    line = result.lines[(1, "long")]
+    line = handmade_result.lines[(1, "long")]
     assert math.isclose(math.dist(*_module("axes").ends_ras(line)), new["recist"]["long_axis_mm"], rel_tol=1e-6)
     right_edge_ras = -(-48.75 + 10.5 * 2.5)  # LPS x of the last kept voxel's outer face, as RAS
     assert all(point[0] >= right_edge_ras - 1e-6 for point in _module("axes").ends_ras(line))
     assert scene.GetNumberOfNodes() == nodes  # refreshed in place: same table, same lines
-    assert result.segmentation.GetNodeReference("AttUMambaSeg.LesionTable") is result.table
+    assert handmade_result.segmentation.GetNodeReference("AttUMambaSeg.LesionTable") is handmade_result.table
 
 
-def test_a_single_remaining_segment_keeps_its_number(result, scene, client):
-    segmentation = result.segmentation.GetSegmentation()
+def test_a_single_remaining_segment_keeps_its_number(handmade_result, scene, client):
+    segmentation = handmade_result.segmentation.GetSegmentation()
     for name in ("Lesion 1", "Lesion 3"):
         segmentation.RemoveSegment(segmentation.GetSegmentIdBySegmentName(name))
     nodes = scene.GetNumberOfNodes()
-    result = _module("measure").update_measurements(client, result.segmentation)
-    report = result.report
+    handmade_result = _module("measure").update_measurements(client, handmade_result.segmentation)
+    report = handmade_result.report
     assert [lesion["id"] for lesion in report["lesions"]] == [2]
-    assert list(_rows(result)) == [2] and _rows(result)[2]["segment"] == "Lesion 2"
-    assert sorted(result.lines) == [(2, "long"), (2, "short")]
+    assert list(_rows(handmade_result)) == [2] and _rows(handmade_result)[2]["segment"] == "Lesion 2"
+    assert sorted(handmade_result.lines) == [(2, "long"), (2, "short")]
     assert scene.GetNodesByClass("vtkMRMLMarkupsLineNode").GetNumberOfItems() == 2
     assert scene.GetNumberOfNodes() == nodes - 8  # four lines and their display nodes
 
 
-def test_a_lesion_cut_in_two_stays_one_row(result, handmade, client):
-    segmentation = result.segmentation.GetSegmentation()
+def test_a_lesion_cut_in_two_stays_one_row(handmade_result, handmade, client):
+    segmentation = handmade_result.segmentation.GetSegmentation()
     for name in ("Lesion 2", "Lesion 3"):
         segmentation.RemoveSegment(segmentation.GetSegmentIdBySegmentName(name))
 
     def cut(voxels, extent):
         voxels[:, :, 10 - extent[0]:12 - extent[0]] = 0
 
-    edit_segment(result.segmentation, "Lesion 1", cut)
-    result = _module("measure").update_measurements(client, result.segmentation)
-    report = result.report
+    edit_segment(handmade_result.segmentation, "Lesion 1", cut)
+    handmade_result = _module("measure").update_measurements(client, handmade_result.segmentation)
+    report = handmade_result.report
     (lesion,) = report["lesions"]
     assert lesion["id"] == 1 and lesion["merged_components"] == 2
-    assert lesion["voxels"] == count_voxels(result.segmentation, "Lesion 1") == 6 * 8 * 10
+    assert lesion["voxels"] == count_voxels(handmade_result.segmentation, "Lesion 1") == 6 * 8 * 10
     assert report["totals"]["n_lesions"] == 1
 
 
-def test_a_segment_the_user_drew_is_measured_under_its_own_name(result, scene, client):
-    segmentation_node = result.segmentation
+def test_a_segment_the_user_drew_is_measured_under_its_own_name(handmade_result, scene, client):
+    segmentation_node = handmade_result.segmentation
     segment_id = segmentation_node.GetSegmentation().AddEmptySegment("", "Node A")
     paint_box(segmentation_node, segment_id, (30, 35, 30, 35, 2, 5))
-    result = _module("measure").update_measurements(client, segmentation_node)
-    report = result.report
-    drawn = _lesion(report, 4)
+    measured = _module("measure").update_measurements(client, segmentation_node)
+    drawn = _lesion(measured.report, 4)
     assert drawn["segment"] == "Node A" and drawn["voxels"] == 6 * 6 * 4
-    assert _rows(result)[4]["segment"] == "Node A"
-    assert result.lines[(4, "long")].GetName() == "Node A long axis"
+    assert _rows(measured)[4]["segment"] == "Node A"
+    assert measured.lines[(4, "long")].GetName() == "Node A long axis"
 
 
-def test_a_study_the_backend_forgot_is_uploaded_again(result, client):
-    report = _module("measure").update_measurements(client, result.segmentation, study_id="0" * 32).report
+def test_a_study_the_backend_forgot_is_uploaded_again(handmade_result, client):
+    report = _module("measure").update_measurements(client, handmade_result.segmentation, study_id="0" * 32).report
     assert len(report["lesions"]) == 3
-    assert result.segmentation.GetAttribute("AttUMambaSeg.StudyID") not in ("0" * 32, None)
+    assert handmade_result.segmentation.GetAttribute("AttUMambaSeg.StudyID") not in ("0" * 32, None)
 
 
 def test_merge_lesions_combines_like_one_lesion(logic):
@@ -121,10 +114,10 @@ def test_merge_lesions_combines_like_one_lesion(logic):
     assert merged["recist"]["long_axis_mm"] == 20.0
 
 
-def test_a_failed_refresh_removes_the_lines_it_made(result, scene, client, monkeypatch):
+def test_a_failed_refresh_removes_the_lines_it_made(handmade_result, scene, client, monkeypatch):
     results = _module("results")
-    segment_id = result.segmentation.GetSegmentation().AddEmptySegment("", "Node B")
-    paint_box(result.segmentation, segment_id, (30, 35, 30, 35, 2, 5))
+    segment_id = handmade_result.segmentation.GetSegmentation().AddEmptySegment("", "Node B")
+    paint_box(handmade_result.segmentation, segment_id, (30, 35, 30, 35, 2, 5))
     nodes = scene.GetNumberOfNodes()
     original = results.set_axis
 
@@ -135,6 +128,6 @@ def test_a_failed_refresh_removes_the_lines_it_made(result, scene, client, monke
 
     monkeypatch.setattr(results, "set_axis", failing_for_the_new_segment)
     with pytest.raises(RuntimeError, match="out of memory"):
-        _module("measure").update_measurements(client, result.segmentation)
+        _module("measure").update_measurements(client, handmade_result.segmentation)
     assert scene.GetNumberOfNodes() == nodes
-    assert all(line.GetScene() is scene for line in result.lines.values())
+    assert all(line.GetScene() is scene for line in handmade_result.lines.values())
