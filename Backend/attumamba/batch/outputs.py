@@ -59,14 +59,19 @@ class BatchFolder:
             return []
         return sorted(p.parent.name for p in self.studies.glob(f"*/{RECORD_NAME}"))
 
-    def prepare(self, resume: bool) -> None:
-        """Refuse to write over earlier results unless resuming; drop what an interrupted run left."""
+    def refuse_earlier_results(self, resume: bool,
+                               resume_hint: str = "pass --resume to finish that run (its finished studies are kept)"):
+        """InputError unless this folder can take a new run (``resume``: one that keeps what is there)."""
         if self.root.exists() and not self.root.is_dir():
             raise InputError(f"{self.root} is a file; give a folder for the batch outputs")
         done = self.finished_ids()
         if done and not resume:
-            raise InputError(f"{self.root} already holds the results of {len(done)} studies; pass --resume to finish "
-                             "that run (finished studies are kept), or choose an empty output folder")
+            raise InputError(f"{self.root} already holds the results of {len(done)} studies; {resume_hint} "
+                             "or choose an empty folder")
+
+    def prepare(self, resume: bool) -> None:
+        """Refuse to write over earlier results unless resuming; drop what an interrupted run left."""
+        self.refuse_earlier_results(resume)
         self.studies.mkdir(parents=True, exist_ok=True)
         for partial in self.studies.glob(f"{PARTIAL_PREFIX}*{PARTIAL_SUFFIX}"):
             shutil.rmtree(partial, ignore_errors=True)

@@ -12,7 +12,7 @@ import datetime
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .. import __version__
@@ -56,7 +56,7 @@ def run_batch(root: str | Path, out: str | Path, settings: BatchSettings | None 
     if workers > 1 and ray_address:
         raise InputError("give either --workers (local processes) or --ray (a Ray cluster), not both")
     if workers > 1 and settings.threads is None:
-        settings = BatchSettings(**{**asdict(settings), "threads": max(1, (os.cpu_count() or 1) // workers)})
+        settings = replace(settings, threads=max(1, (os.cpu_count() or 1) // workers))
     cancel = should_cancel or (lambda: False)
     folder = BatchFolder(Path(out))
     scan = find_studies(root, cancel=cancel)

@@ -29,6 +29,7 @@ from ..batch import BatchSettings
 from ..batch.outputs import BatchFolder
 from ..errors import InputError
 from ..inference import SegmentOptions, installed_models
+from ..inference.pipeline import LABELMAP_NAME
 from ..lesions import analyze
 from .auth import token_matches
 from .batches import BatchRuns
@@ -230,7 +231,8 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.get("/v1/batches/{batch_id}/studies/{study_id}/labelmap", dependencies=[Depends(authorised)])
     async def batch_labelmap(batch_id: str, study_id: str) -> Response:
-        labels = await run_in_threadpool(sitk.ReadImage, str(finished_batch_study(batch_id, study_id) / "lesions.nii.gz"))
+        path = finished_batch_study(batch_id, study_id) / LABELMAP_NAME
+        labels = await run_in_threadpool(sitk.ReadImage, str(path))
         return Response(await run_in_threadpool(image_bytes, labels), media_type="application/octet-stream")
 
     @app.post("/v1/batches/{batch_id}/studies/{study_id}/open", dependencies=[Depends(authorised)])

@@ -75,8 +75,7 @@ class BatchRuns:
             raise InputError(f"{source} is not a folder on the backend's machine; give the folder holding the studies")
         if not target.is_absolute() or not source.is_absolute():
             raise InputError("give absolute paths for the study folder and the output folder")
-        if BatchFolder(target).finished_ids() and not resume:
-            raise InputError(f"{target} already holds batch results; resume that run or choose an empty folder")
+        BatchFolder(target).refuse_earlier_results(resume, resume_hint="resume that run")
         run = BatchRun(uuid.uuid4().hex, source, target, settings, resume)
         self._runs[run.batch_id] = run
         self._queue.put(run)
