@@ -138,18 +138,45 @@ def _foreground_at_centre_share(loader_class, workspace) -> tuple[float, float]:
     return float((centre == 1).float().mean()), float((segs == 1).flatten(1).any(1).float().mean())
 
 
-def test_the_lesion_anywhere_recipe_places_lesions_off_centre_in_its_foreground_patches(workspace):
+def test_the_cpu_recipe_places_lesions_off_centre_in_its_foreground_patches(workspace):
     from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 
     from attumamba.training.sampling import LesionAnywhereDataLoader
-    from attumamba.training.trainers import nnUNetTrainerAttUMambaCPU, nnUNetTrainerAttUMambaCPULesionAnywhere
+    from attumamba.training.trainers import nnUNetTrainerAttUMamba, nnUNetTrainerAttUMambaCPU
 
     train(tiny_request("attumamba"))  # makes the preprocessed data (a no-op when the first test ran)
     centred, with_lesion = _foreground_at_centre_share(nnUNetDataLoader, workspace)
     anywhere, anywhere_with_lesion = _foreground_at_centre_share(LesionAnywhereDataLoader, workspace)
     assert centred > 0.9 and with_lesion == 1.0  # nnU-Net: the chosen lesion voxel is the centre voxel
     assert anywhere < 0.5 and anywhere_with_lesion == 1.0  # ours: off-centre, yet every patch holds lesion
-    assert nnUNetTrainerAttUMambaCPULesionAnywhere.lesion_anywhere and not nnUNetTrainerAttUMambaCPU.lesion_anywhere
+    assert nnUNetTrainerAttUMambaCPU.lesion_anywhere and not nnUNetTrainerAttUMamba.lesion_anywhere
+
+
+def test_the_cpu_recipe_gives_no_dice_reward_for_predicting_nothing_in_an_empty_patch(workspace):
+    from attumamba.training.trainers import nnUNetTrainerAttUMamba, nnUNetTrainerAttUMambaCPU
+
+    run = train(tiny_request("attumamba", trainer="nnUNetTrainerAttUMambaCPU", plans_name="batch_dice_test"))
+    plans = json.loads((run.fold_folder.parent / "plans.json").read_text())
+    assert plans["configurations"]["3d_fullres"]["batch_dice"] is True  # the run records what it trained with
+    plans["configurations"]["3d_fullres"]["batch_dice"] = False  # nnU-Net's 3d_fullres default
+    dataset_json = json.loads((run.fold_folder.parent / "dataset.json").read_text())
+
+    target = torch.zeros(2, 1, 8, 8, 8)
+    target[1, 0, 2:6, 2:6, 2:6] = 1  # one empty patch, one with a 64-voxel lesion
+    nothing = torch.stack([torch.full_like(target[:, 0], 20.0), torch.full_like(target[:, 0], -20.0)], 1)
+    exact = torch.cat([20 - 40 * target, 40 * target - 20], 1)
+
+    def dice_term(trainer_class):
+        trainer = trainer_class(plans={**plans, "continue_training": False}, configuration="3d_fullres", fold="all",
+                                dataset_json=dataset_json, device=torch.device("cpu"))
+        dice = trainer._build_loss().loss.dc  # inside the deep-supervision wrapper: nnU-Net's Dice+CE
+        return float(dice(nothing, target)), float(dice(exact, target))
+
+    per_sample_nothing, per_sample_exact = dice_term(nnUNetTrainerAttUMamba)
+    batch_nothing, batch_exact = dice_term(nnUNetTrainerAttUMambaCPU)
+    assert per_sample_nothing == pytest.approx(-0.5, abs=1e-3)  # the empty patch scores a perfect Dice of 1
+    assert batch_nothing == pytest.approx(0.0, abs=1e-3)  # ours: missing the lesion earns nothing
+    assert per_sample_exact == pytest.approx(-1.0, abs=1e-3) and batch_exact == pytest.approx(-1.0, abs=1e-3)
 
 
 def test_init_from_copies_a_models_weights_and_refuses_another_network(workspace, tmp_path):

@@ -15,20 +15,10 @@ sys.path.insert(0, str(REPO / "Testing" / "backend"))  # tiny_model, loopback
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # mrml_helpers
 
 
-def load_logic():
-    name = "AttUMambaSegLogic"
-    if name in sys.modules:
-        return sys.modules[name]
-    folder = REPO / "AttUMambaSeg" / "Logic"
-    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py", submodule_search_locations=[str(folder)])
-    package = importlib.util.module_from_spec(spec)
-    sys.modules[name] = package
-    spec.loader.exec_module(package)
-    return package
-
-
 @pytest.fixture(scope="session")
 def logic():
+    from mrml_helpers import load_logic
+
     return load_logic()
 
 
@@ -66,27 +56,10 @@ def module(monkeypatch, logic, qt_stub):
 
 @pytest.fixture
 def scene():
-    """A MRML scene set up as the Slicer application sets up ``slicer.mrmlScene``.
+    """A MRML scene set up as the Slicer application sets up ``slicer.mrmlScene``."""
+    from mrml_helpers import headless_scene
 
-    Bare slicer-core has no application: without the segmentations logic a segmentation
-    cannot make its binary labelmap, without the subject hierarchy logic nodes get no items,
-    and without the markups logic the scene does not know markups classes.
-    """
-    import slicer
-
-    mrml = slicer.vtkMRMLScene()
-    application = slicer.vtkSlicerApplicationLogic()
-    application.SetMRMLScene(mrml)
-    application.GetColorLogic().SetMRMLScene(mrml)
-    application.GetColorLogic().AddDefaultColorNodes()
-    logics = {"SubjectHierarchy": slicer.vtkSlicerSubjectHierarchyModuleLogic(),
-              "Segmentations": slicer.vtkSlicerSegmentationsModuleLogic(),
-              "Markups": slicer.vtkSlicerMarkupsLogic(),
-              "Tables": slicer.vtkSlicerTablesLogic()}
-    for name, module_logic in logics.items():
-        module_logic.SetMRMLScene(mrml)
-        module_logic.SetMRMLApplicationLogic(application)
-        application.SetModuleLogic(name, module_logic)
+    mrml = headless_scene()
     yield mrml
     mrml.Clear(True)
 

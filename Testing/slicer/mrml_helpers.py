@@ -1,7 +1,10 @@
-"""Small helpers for the Slicer-side tests: read and edit segments the way the Segment Editor does."""
+"""Small helpers for the Slicer-side tests (and the README figure): a scene as the Slicer application
+sets it up, volumes read by Slicer's reader, segments read and edited the way the Segment Editor does."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +12,46 @@ import numpy as np
 import slicer
 import vtk
 from vtk.util import numpy_support
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_logic():
+    """The module's Logic package, loaded as the module file loads it (by path, under a private name)."""
+    name = "AttUMambaSegLogic"
+    if name in sys.modules:
+        return sys.modules[name]
+    folder = REPO / "AttUMambaSeg" / "Logic"
+    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py", submodule_search_locations=[str(folder)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    spec.loader.exec_module(package)
+    return package
+
+
+def headless_scene():
+    """A MRML scene with the module logics the Slicer application registers for ``slicer.mrmlScene``.
+
+    Bare slicer-core has no application: without the segmentations logic a segmentation cannot
+    make its binary labelmap, without the subject hierarchy logic nodes get no items, and without
+    the markups logic the scene does not know markups classes.
+    """
+    scene = slicer.vtkMRMLScene()
+    application = slicer.vtkSlicerApplicationLogic()
+    application.SetMRMLScene(scene)
+    application.GetColorLogic().SetMRMLScene(scene)
+    application.GetColorLogic().AddDefaultColorNodes()
+    logics = {"SubjectHierarchy": slicer.vtkSlicerSubjectHierarchyModuleLogic(),
+              "Segmentations": slicer.vtkSlicerSegmentationsModuleLogic(),
+              "Markups": slicer.vtkSlicerMarkupsLogic(),
+              "Tables": slicer.vtkSlicerTablesLogic()}
+    for name, module_logic in logics.items():
+        module_logic.SetMRMLScene(scene)
+        module_logic.SetMRMLApplicationLogic(application)
+        application.SetModuleLogic(name, module_logic)
+    scene._application_logic = application  # keep the logics alive as long as the scene
+    return scene
 
 
 def segment_voxels(segmentation_node, segment_id: str):
