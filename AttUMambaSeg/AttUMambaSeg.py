@@ -34,12 +34,8 @@ DEFAULT_URL = "http://127.0.0.1:8765"
 
 
 def _loadPackage(importName, folder):
-    """Import a subfolder of this module under a private name.
-
-    Slicer puts every scripted module's folder on ``sys.path``, so a bare ``import Logic``
-    could return another extension's package. Loading ours by path under a unique name
-    cannot collide.
-    """
+    """Import a subfolder of this module under a private name: Slicer puts every scripted module's
+    folder on ``sys.path``, so a bare ``import Logic`` could return another extension's package."""
     if importName in sys.modules:
         return sys.modules[importName]
     package_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), folder)
@@ -124,7 +120,8 @@ class AttUMambaSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.backendPanel = widgetsModule("backend_panel").BackendPanel(
             self.ui, self.logic, parameterNode, self.updateButtons, self.timer.start)
         self.resultsPanel = widgetsModule("results_panel").ResultsPanel(
-            self.ui, self.logic, lambda: self._parameterNode.result if self._parameterNode else None)
+            self.ui, self.logic, lambda: self._parameterNode.result if self._parameterNode else None,
+            self.updateButtons, self.timer.start)
         self.segmentPanel = widgetsModule("segment_panel").SegmentPanel(
             self.ui, self.logic, parameterNode, self.resultsPanel, connected, self.updateButtons, self.timer.start)
         self.batchPanel = widgetsModule("batch_panel").BatchPanel(
@@ -138,6 +135,7 @@ class AttUMambaSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self):
         self.timer.stop()
         self.segmentPanel.cancel()
+        self.resultsPanel.cancel()
         self.removeObservers()
         self.logic.stopBackend()
 
@@ -149,6 +147,7 @@ class AttUMambaSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event):
         self.segmentPanel.cancel()  # its volumes are going away
+        self.resultsPanel.cancel()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -191,12 +190,12 @@ class AttUMambaSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def updateButtons(self):
         self.segmentPanel.updateButtons()
-        self.resultsPanel.updateButtons(idle=self.segmentPanel.run is None, connected=self.backendPanel.connected)
+        self.resultsPanel.updateButtons(segmenting=self.segmentPanel.run is not None, connected=self.backendPanel.connected)
         self.batchPanel.updateButtons()
 
     def onTick(self):
         """Step whatever goes on; none of the polls waits (their network work runs on worker threads)."""
-        busy = [self.segmentPanel.poll(), self.backendPanel.poll(), self.batchPanel.poll()]
+        busy = [self.segmentPanel.poll(), self.backendPanel.poll(), self.batchPanel.poll(), self.resultsPanel.poll()]
         if not any(busy):
             self.timer.stop()
 
@@ -298,8 +297,13 @@ class AttUMambaSegLogic(ScriptedLoadableModuleLogic):
         result, which Update measurements re-measures on the backend like any result."""
         return logicModule("batch").StudyOpening(self.requireClient(), batchId, studyId, scene or slicer.mrmlScene)
 
+    def startMeasuring(self, segmentationNode):
+        """A Measuring of the segments as they are now, to ``step()`` (GUI timer) or ``wait()``."""
+        return logicModule("measure").Measuring(self.requireClient(), segmentationNode)
+
     def updateMeasurements(self, segmentationNode):
-        return logicModule("measure").update_measurements(self.requireClient(), segmentationNode)
+        """Re-measure and wait (scripts); the refreshed LesionResult."""
+        return self.startMeasuring(segmentationNode).wait()
 
     def existingExportFiles(self, folder):
         return [str(path) for path in logicModule("export").export_targets(folder, "lesions.nii.gz").values()

@@ -2,7 +2,9 @@
 
 The table shows the report stored on the segmentation node (the same numbers as its lesion
 table node); clicking a row centres the slice views on that lesion's RECIST long axis.
-Exporting never replaces a file without asking.
+Update measurements runs on the backend while the GUI stays free (stepped from the module's
+timer by :meth:`ResultsPanel.poll`; the button cancels meanwhile). Exporting never replaces a
+file without asking.
 """
 
 import os
@@ -14,19 +16,26 @@ from .backend_panel import saveSetting, setting
 
 
 class ResultsPanel:
-    """``segmentation()`` gives the selected lesion segmentation node (or None)."""
+    """``segmentation()`` gives the selected lesion segmentation node (or None); ``changed()`` is called
+    when re-measuring starts or ends, ``wake()`` when there is something for :meth:`poll` to step."""
 
-    def __init__(self, ui, logic, segmentation):
-        self.ui, self.logic, self.segmentation = ui, logic, segmentation
+    def __init__(self, ui, logic, segmentation, changed, wake):
+        self.ui, self.logic, self.segmentation, self.changed, self.wake = ui, logic, segmentation, changed, wake
         self.shown = None
+        self.measuring = None  # the Measuring in progress
         self.ui.exportDirectoryButton.directory = setting("ExportFolder", os.path.expanduser("~"))
         self.ui.lesionTableWidget.cellClicked.connect(self.onLesionClicked)
         self.ui.updateMeasurementsButton.clicked.connect(self.onUpdateMeasurements)
         self.ui.exportButton.clicked.connect(self.onExport)
 
-    def updateButtons(self, idle, connected):
-        hasResult = idle and self.segmentation() is not None
-        self.ui.updateMeasurementsButton.enabled = hasResult and connected
+    def updateButtons(self, segmenting, connected):
+        measuring = self.measuring is not None
+        hasResult = not segmenting and not measuring and self.segmentation() is not None
+        button = self.ui.updateMeasurementsButton
+        button.text = "Cancel" if measuring else "Update measurements"
+        button.enabled = measuring or (hasResult and connected)
+        button.toolTip = "Stop waiting for the measurements; the table stays as it was." if measuring else (
+            "Measure the segments as they are now (after editing them in Segment Editor).")
         self.ui.exportButton.enabled = hasResult
 
     def show(self, force=False):
@@ -61,9 +70,36 @@ class ResultsPanel:
             slicer.modules.markups.logic().JumpSlicesToLocation(r, a, s, True)
 
     def onUpdateMeasurements(self):
+        if self.measuring is not None:
+            self.cancel()
+            return
         with slicer.util.tryWithErrorDisplay("Could not update the measurements.", waitCursor=True):
-            self.logic.updateMeasurements(self.segmentation())
+            self.measuring = self.logic.startMeasuring(self.segmentation())
+            self.ui.stageLabel.text = "Measuring on the backend..."
+            self.changed()
+            self.wake()
+
+    def poll(self):
+        """Step the re-measuring going on; True while it goes on."""
+        if self.measuring is None or self.measuring.step():
+            return self.measuring is not None
+        measuring, self.measuring = self.measuring, None
+        if measuring.error is not None:
+            self.ui.stageLabel.text = "Measuring failed."
+            slicer.util.errorDisplay(f"Could not update the measurements: {measuring.error}")
+        else:
+            self.ui.stageLabel.text = "Measurements updated."
             self.show(force=True)
+        self.changed()
+        return False
+
+    def cancel(self):
+        """Stop waiting for a re-measuring (the user, a scene closing); nothing changes."""
+        if self.measuring is not None:
+            self.measuring.cancel()
+            self.measuring = None
+            self.ui.stageLabel.text = "Measuring cancelled; the table is unchanged."
+            self.changed()
 
     def onExport(self):
         folder = self.ui.exportDirectoryButton.directory

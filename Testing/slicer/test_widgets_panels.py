@@ -1,4 +1,4 @@
-"""The Widget's Segment and Batch panels on stand-in widgets, against the real facade and backend.
+"""The Widget's Segment, Results and Batch panels on stand-in widgets, against the real facade and backend.
 
 Slicer's Qt cannot exist here, so every widget named in the .ui becomes a small stand-in with
 PythonQt's habits (properties as attributes, signals with ``connect``), and the dialogs of
@@ -49,8 +49,11 @@ class Widget:
 
 
 class Item:
-    def __init__(self):
-        self.texts, self.roles = "", {}
+    def __init__(self, text=""):
+        self.texts, self.roles, self.toolTip = text, {}, ""
+
+    def setToolTip(self, text):
+        self.toolTip = text
 
     def setText(self, text):
         self.texts = text
@@ -68,8 +71,20 @@ class Item:
 class Table(Widget):
     def __init__(self):
         super().__init__()
-        self.cells, self.current = [], -1
-        self.itemSelectionChanged, self.cellDoubleClicked = Signal(), Signal()
+        self.cells, self.current, self.headers = [], -1, []
+        self.itemSelectionChanged, self.cellDoubleClicked, self.cellClicked = Signal(), Signal(), Signal()
+
+    def clear(self):
+        self.cells, self.current = [{} for _ in self.cells], -1
+
+    def setColumnCount(self, count):
+        self.headers = (self.headers + [Item() for _ in range(count)])[:count]
+
+    def setHorizontalHeaderLabels(self, labels):
+        self.headers = [Item(label) for label in labels]
+
+    def horizontalHeaderItem(self, column):
+        return self.headers[column]
 
     def setRowCount(self, count):
         self.cells = (self.cells + [{} for _ in range(count)])[:count]
@@ -276,3 +291,37 @@ def test_the_segment_panel_runs_cancels_and_selects_the_result(widgets, ui, faca
     ui.segmentButton.clicked.emit()  # Cancel
     assert ui.stageLabel.text.startswith("Cancelled") and choices.result is first and panel.run is None
     assert not panel.poll() and dialogs.errors == []
+
+
+def test_the_results_panel_remeasures_without_blocking_cancels_and_shows_errors(widgets, ui, facade, handmade_result,
+                                                                                dialogs):
+    from mrml_helpers import edit_segment
+
+    node = handmade_result.segmentation
+    panel = widgets("results_panel").ResultsPanel(ui, facade, lambda: node,
+                                                  lambda: panel.updateButtons(segmenting=False, connected=True),
+                                                  lambda: None)
+    panel.updateButtons(segmenting=False, connected=True)
+    panel.show(force=True)
+    button, before = ui.updateMeasurementsButton, ui.lesionTableWidget.rows()
+    assert button.enabled and button.text == "Update measurements" and len(before) == 3
+    edit_segment(node, "Lesion 1", lambda voxels, extent: voxels[:, :, 11 - extent[0]:].fill(0))
+
+    button.clicked.emit()
+    assert button.text == "Cancel" and button.enabled and not ui.exportButton.enabled
+    _drive(panel)
+    after = ui.lesionTableWidget.rows()
+    assert ui.stageLabel.text == "Measurements updated." and button.text == "Update measurements"
+    assert after != before and after[1:] == before[1:]  # lesion 1 re-measured, the others as they were
+    assert ui.exportButton.enabled and dialogs.errors == []
+
+    button.clicked.emit()
+    button.clicked.emit()  # Cancel
+    assert panel.measuring is None and not panel.poll() and ui.stageLabel.text.startswith("Measuring cancelled")
+    assert ui.lesionTableWidget.rows() == after and button.text == "Update measurements"
+
+    facade.connect("http://127.0.0.1:9", TOKEN)  # nothing listens there
+    button.clicked.emit()
+    _drive(panel, timeout_s=60)
+    assert ui.stageLabel.text == "Measuring failed." and len(dialogs.errors) == 1
+    assert dialogs.errors[0].startswith("Could not update the measurements:") and ui.lesionTableWidget.rows() == after
