@@ -107,7 +107,8 @@ class Measuring:
 
 def _measure(client: BackendClient, study_id: str | None, labelmap_file: Path, volumes: tuple[Path, Path] | None,
              can_upload: bool) -> tuple[dict | None, str | None]:
-    """(report, study ID) from the backend; (None, None) when it lost the study and the caller can upload it."""
+    """(report, study ID) from the backend; (None, None) when it lost the study and the caller can upload it.
+    Without a study ID, ``volumes`` are given (:class:`Measuring` writes them or refuses first)."""
     if study_id:
         try:
             return client.measure(study_id, labelmap_file), study_id
@@ -116,8 +117,6 @@ def _measure(client: BackendClient, study_id: str | None, labelmap_file: Path, v
                 raise
             if volumes is None:
                 return None, None
-    if volumes is None:
-        raise ValueError("the backend needs the study to measure: give its study ID, or the CT and PET volumes")
     study = client.upload_study(*volumes, meta={"source": "AttUMambaSeg re-measure"})
     return client.measure(study["study_id"], labelmap_file), study["study_id"]
 

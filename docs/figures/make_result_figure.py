@@ -117,12 +117,13 @@ def draw_axial(ax, ct, pet_on_ct, truth_on_ct, layers, lines, k: int) -> None:
 
 def draw_mip(ax, pet, layers, ct, truth) -> None:
     """Coronal PET MIP (inverted grey) with each segment's projection in its colour, the truth's dashed."""
+    from attumamba.viz.mip import coronal_extent
+
     sx, _, sz = ct.GetSpacing()
     ox, _, oz = ct.GetOrigin()
     nx, _, nz = ct.GetSize()
     mip = sitk.GetArrayViewFromImage(pet).max(axis=1)
-    pet_extent = _coronal_extent(pet)
-    ax.imshow(mip, cmap="gray_r", vmin=0, vmax=10, extent=pet_extent, origin="lower", aspect="equal")
+    ax.imshow(mip, cmap="gray_r", vmin=0, vmax=10, extent=coronal_extent(pet), origin="lower", aspect="equal")
     xs, zs = ox + np.arange(nx) * sx, oz + np.arange(nz) * sz
     for _name, colour, mask in layers:
         ax.contourf(xs, zs, mask.any(axis=1), levels=[0.5, 1.5], colors=[colour], alpha=0.8)
@@ -130,11 +131,6 @@ def draw_mip(ax, pet, layers, ct, truth) -> None:
     ax.contour(ux + np.arange(mx) * tx, uz + np.arange(mz) * tz, sitk.GetArrayViewFromImage(truth).any(axis=1),
                levels=[0.5], colors="tab:blue", linestyles="dashed", linewidths=0.8)
     ax.set_axis_off()
-
-
-def _coronal_extent(image: sitk.Image) -> tuple[float, float, float, float]:
-    (sx, _, sz), (ox, _, oz), (nx, _, nz) = image.GetSpacing(), image.GetOrigin(), image.GetSize()
-    return ox - sx / 2, ox + (nx - 0.5) * sx, oz - sz / 2, oz + (nz - 0.5) * sz
 
 
 def render_surfaces(result, ct_file: Path, lines: dict, size=(520, 900)) -> np.ndarray:

@@ -19,7 +19,7 @@ def _axial(image: sitk.Image) -> sitk.Image:
     return sitk.DICOMOrient(image, "LPS")
 
 
-def _coronal_extent(image: sitk.Image) -> tuple[float, float, float, float]:
+def coronal_extent(image: sitk.Image) -> tuple[float, float, float, float]:
     """(left, right, bottom, top) in mm of voxel edges, x along columns and z along rows."""
     sx, _, sz = image.GetSpacing()
     ox, _, oz = image.GetOrigin()
@@ -64,16 +64,16 @@ def render_pet_ct_mip(
     fig_height = 7.5
     fig, ax = plt.subplots(figsize=(fig_height * width_mm / height_mm + 0.6, fig_height))
     low, high = np.percentile(ct_projection, [1, 99.7])
-    ax.imshow(ct_projection, cmap="gray", origin="lower", extent=_coronal_extent(ct), vmin=low, vmax=high)
+    ax.imshow(ct_projection, cmap="gray", origin="lower", extent=coronal_extent(ct), vmin=low, vmax=high)
     pet_rgba = plt.get_cmap("hot")(np.clip(pet_mip / suv_max, 0.0, 1.0))
     pet_rgba[..., 3] = np.clip(pet_mip / (0.25 * suv_max), 0.0, 1.0) * 0.85
-    ax.imshow(pet_rgba, origin="lower", extent=_coronal_extent(suv), interpolation="bilinear")
+    ax.imshow(pet_rgba, origin="lower", extent=coronal_extent(suv), interpolation="bilinear")
 
     if labels is not None:
         _draw_lesions(ax, _axial(labels))
 
-    ax.set_xlim(*_coronal_extent(ct)[:2])
-    ax.set_ylim(*_coronal_extent(ct)[2:])
+    ax.set_xlim(*coronal_extent(ct)[:2])
+    ax.set_ylim(*coronal_extent(ct)[2:])
     ax.set_axis_off()
     ax.text(0.01, 0.99, "R", color="white", transform=ax.transAxes, va="top", fontsize=11, weight="bold")
     ax.text(0.99, 0.99, "L", color="white", transform=ax.transAxes, va="top", ha="right", fontsize=11, weight="bold")
@@ -92,7 +92,7 @@ def render_pet_ct_mip(
 def _draw_lesions(ax, labels: sitk.Image) -> None:
     """Outline each lesion's projection in cyan and number it at its projected centroid."""
     projected = _project(labels, "max").astype(np.int32)
-    extent = _coronal_extent(labels)
+    extent = coronal_extent(labels)
     ids = [int(i) for i in np.unique(projected) if i > 0]
     if not ids:
         return
