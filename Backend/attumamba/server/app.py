@@ -8,10 +8,8 @@ FastAPI's thread pool, segmentation in the job queue's workers, so the API stays
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import tempfile
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +32,8 @@ from ..lesions import analyze
 from .auth import token_matches
 from .batches import BatchRuns
 from .jobs import JobQueue, SegmenterCache
-from .studies import Limits, StudyStore, check_study, read_upload
+from .studies import Limits, StudyStore
+from .uploads import check_study, image_bytes, read_upload
 
 log = logging.getLogger("attumamba.server")
 
@@ -253,16 +252,3 @@ def create_app(state: ServerState) -> FastAPI:
         return Response(await run_in_threadpool(image_bytes, image), media_type="application/octet-stream")
 
     return app
-
-
-def image_bytes(image: sitk.Image) -> bytes:
-    """An image as compressed NRRD bytes (written through a private temporary file)."""
-    with tempfile.TemporaryDirectory(prefix="attumamba-download-") as folder:
-        path = Path(folder) / "labelmap.nrrd"
-        sitk.WriteImage(image, str(path), useCompression=True)
-        return path.read_bytes()
-
-
-def read_image_bytes(data: bytes, suffix: str = ".nrrd") -> sitk.Image:
-    """The inverse of :func:`image_bytes` (for clients and tests)."""
-    return read_upload(io.BytesIO(data), f"image{suffix}", "the image", Limits())
