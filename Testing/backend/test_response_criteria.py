@@ -152,7 +152,7 @@ def test_deauville_score_edges(residual, expected):
 
 
 def test_deauville_response():
-    common = {"blood_pool_suv_max": 2.0, "liver_suv_max": 3.0}
+    common = {"blood_pool_suv": 2.0, "liver_suv": 3.0}
     assert deauville.assess(12.0, 2.9, **common).category == "CMR"
     assert deauville.assess(12.0, 2.9, complete_max=2, **common).category == "PMR"
     assert deauville.assess(12.0, 5.0, **common).category == "PMR"

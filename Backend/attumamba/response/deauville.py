@@ -1,7 +1,9 @@
 """The Deauville five-point scale and the Lugano 2014 metabolic response (FDG, lymphoma).
 
-The hottest residual lesion's SUVmax is compared with the mediastinal blood pool and the liver
-(each the SUVmax of its reference region, so that "markedly above the liver" has a number):
+The hottest residual lesion's SUVmax is compared with the mediastinal blood pool and the liver.
+The references are given as numbers: by default each region's SUVmean (a VOI's maximum follows
+the noise of one voxel; quantitative Deauville readings such as qPET use the mean), or its
+SUVmax when a reader prefers. The score:
 1 no residual uptake (no lesion left); 2 ≤ blood pool; 3 > blood pool and ≤ liver;
 4 > liver and ≤ ``marked_factor`` × liver; 5 > ``marked_factor`` × liver, or any new lesion.
 "X" (new uptake unlikely to be lymphoma) is a reader's call and never computed.
@@ -19,33 +21,33 @@ from .assessment import Assessment, at_least, more_than, percent_change
 SYSTEM = "Deauville (Lugano 2014)"
 
 
-def score(residual_suv_max: float | None, blood_pool_suv_max: float, liver_suv_max: float, *, new_lesions: int = 0,
+def score(residual_suv_max: float | None, blood_pool_suv: float, liver_suv: float, *, new_lesions: int = 0,
           marked_factor: float = 2.0) -> tuple[int, str]:
     """The 1–5 score and the comparison that gave it."""
     if new_lesions:
         return 5, f"{new_lesions} new lesion(s)"
     if residual_suv_max is None:
         return 1, "no residual lesion"
-    if not more_than(residual_suv_max, blood_pool_suv_max):
-        return 2, f"SUVmax {residual_suv_max:.2f} ≤ blood pool {blood_pool_suv_max:.2f}"
-    if not more_than(residual_suv_max, liver_suv_max):
-        return 3, f"blood pool {blood_pool_suv_max:.2f} < SUVmax {residual_suv_max:.2f} ≤ liver {liver_suv_max:.2f}"
-    marked = marked_factor * liver_suv_max
+    if not more_than(residual_suv_max, blood_pool_suv):
+        return 2, f"SUVmax {residual_suv_max:.2f} ≤ blood pool {blood_pool_suv:.2f}"
+    if not more_than(residual_suv_max, liver_suv):
+        return 3, f"blood pool {blood_pool_suv:.2f} < SUVmax {residual_suv_max:.2f} ≤ liver {liver_suv:.2f}"
+    marked = marked_factor * liver_suv
     if not more_than(residual_suv_max, marked):
-        return 4, f"liver {liver_suv_max:.2f} < SUVmax {residual_suv_max:.2f} ≤ {marked_factor:g} × liver {marked:.2f}"
+        return 4, f"liver {liver_suv:.2f} < SUVmax {residual_suv_max:.2f} ≤ {marked_factor:g} × liver {marked:.2f}"
     return 5, f"SUVmax {residual_suv_max:.2f} > {marked_factor:g} × liver {marked:.2f}"
 
 
-def assess(baseline_suv_max: float | None, residual_suv_max: float | None, *, blood_pool_suv_max: float,
-           liver_suv_max: float, new_lesions: int = 0, marked_factor: float = 2.0, complete_max: int = 3,
+def assess(baseline_suv_max: float | None, residual_suv_max: float | None, *, blood_pool_suv: float,
+           liver_suv: float, new_lesions: int = 0, marked_factor: float = 2.0, complete_max: int = 3,
            significant_change_pct: float = 30.0) -> Assessment:
     """The follow-up's Deauville score and the Lugano metabolic response it implies."""
-    points, why = score(residual_suv_max, blood_pool_suv_max, liver_suv_max, new_lesions=new_lesions,
+    points, why = score(residual_suv_max, blood_pool_suv, liver_suv, new_lesions=new_lesions,
                         marked_factor=marked_factor)
     change = percent_change(baseline_suv_max, residual_suv_max or 0.0) if baseline_suv_max else None
     numbers = {"deauville": points, "residual_suv_max": residual_suv_max, "baseline_suv_max": baseline_suv_max,
-               "blood_pool_suv_max": blood_pool_suv_max, "liver_suv_max": liver_suv_max,
-               "ratio_to_liver": round(residual_suv_max / liver_suv_max, 3) if residual_suv_max and liver_suv_max
+               "blood_pool_suv": blood_pool_suv, "liver_suv": liver_suv,
+               "ratio_to_liver": round(residual_suv_max / liver_suv, 3) if residual_suv_max and liver_suv
                else None, "change_pct": None if change is None else round(change, 2), "new_lesions": new_lesions,
                "complete_max": complete_max, "marked_factor": marked_factor}
 

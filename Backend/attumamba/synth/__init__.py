@@ -5,7 +5,9 @@ scanner grid separately (never by resampling labels); PET gets the scanner's blu
 volume and count-dependent noise. Everything is deterministic for (seed, case index).
 """
 
+from .follow_up import FollowUpPair, generate_pair
 from .study import PROFILES, SyntheticStudy, generate_study
-from .writer import synthesize, write_study
+from .writer import synthesize, write_pair, write_study
 
-__all__ = ["PROFILES", "SyntheticStudy", "generate_study", "synthesize", "write_study"]
+__all__ = ["PROFILES", "FollowUpPair", "SyntheticStudy", "generate_pair", "generate_study", "synthesize", "write_pair",
+           "write_study"]

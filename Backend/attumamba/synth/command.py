@@ -22,6 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--profile", choices=("full", "compact"), default="full",
         help="full: realistic grids (default); compact: coarse grids for quick tests and training",
     )
+    parser.add_argument(
+        "--follow-up", action="store_true",
+        help="write a baseline and a follow-up study of each patient (CASE/baseline, CASE/follow_up) and the "
+             "response's ground truth (CASE/response_truth.json)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -32,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar("studies", total=args.cases) as progress:
         folders = synthesize(
             args.out, args.cases, fmt=args.format, tracer=args.tracer, seed=args.seed,
-            profile=args.profile, first_index=args.first_index, progress=progress,
+            profile=args.profile, first_index=args.first_index, progress=progress, follow_up=args.follow_up,
         )
     for folder in folders:
         print(folder)

@@ -10,6 +10,7 @@ import SimpleITK as sitk
 
 from ..errors import CancelledError, InputError
 from ..io.dicom_write import write_ct_series, write_pet_series
+from .follow_up import FollowUpPair, generate_pair
 from .study import SyntheticStudy, generate_study
 
 FORMATS = ("nifti", "dicom")
@@ -28,11 +29,11 @@ def _write_truth(study: SyntheticStudy, folder: Path) -> None:
     (folder / "ground_truth.json").write_text(json.dumps(study.truth, indent=1))
 
 
-def write_study(study: SyntheticStudy, out_dir: str | Path, fmt: str = "nifti") -> Path:
-    """Write ``study`` into ``out_dir/<case_id>``; refuses a non-empty existing case folder."""
+def write_study(study: SyntheticStudy, out_dir: str | Path, fmt: str = "nifti", name: str | None = None) -> Path:
+    """Write ``study`` into ``out_dir/<name or case_id>``; refuses a non-empty existing case folder."""
     if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    folder = Path(out_dir) / study.case_id
+    folder = Path(out_dir) / (name or study.case_id)
     if folder.exists() and any(folder.iterdir()):
         raise InputError(f"{folder} already exists and is not empty; choose another --out (nothing was overwritten).")
     folder.mkdir(parents=True, exist_ok=True)
@@ -48,6 +49,16 @@ def write_study(study: SyntheticStudy, out_dir: str | Path, fmt: str = "nifti") 
     return folder
 
 
+def write_pair(pair: FollowUpPair, out_dir: str | Path, fmt: str = "nifti") -> Path:
+    """``out_dir/<case>/baseline``, ``.../follow_up`` (each a study as :func:`write_study` writes it) and
+    ``.../response_truth.json``."""
+    folder = Path(out_dir) / pair.baseline.case_id
+    write_study(pair.baseline, folder, fmt, name="baseline")
+    write_study(pair.follow_up, folder, fmt, name="follow_up")
+    (folder / "response_truth.json").write_text(json.dumps(pair.truth, indent=1))
+    return folder
+
+
 def synthesize(
     out: str | Path,
     cases: int,
@@ -59,8 +70,10 @@ def synthesize(
     first_index: int = 0,
     progress: Callable[[float, str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    follow_up: bool = False,
 ) -> list[Path]:
-    """Generate and write ``cases`` studies (indices ``first_index``..); returns their folders."""
+    """Generate and write ``cases`` studies (indices ``first_index``..), or with ``follow_up`` as many
+    baseline/follow-up pairs; returns their folders."""
     if cases < 1:
         raise InputError(f"--cases must be at least 1, not {cases}")
     if fmt not in FORMATS:
@@ -79,6 +92,11 @@ def synthesize(
             if progress is not None:
                 progress((n + 0.9 * fraction) / cases, f"synth_{index:04d}: {text}")
 
+        if follow_up:
+            pair = generate_pair(seed, index, tracer=tracer, profile=profile, progress=stage)
+            stage(1.0, "writing")
+            folders.append(write_pair(pair, out, fmt))
+            continue
         study = generate_study(seed, index, tracer=tracer, profile=profile, progress=stage)
         stage(1.0, "writing")
         folders.append(write_study(study, out, fmt))
