@@ -13,23 +13,19 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
+from .label_values import check_label_values
 
 CONNECTIVITY = 18
 
 
 def as_array(labels: sitk.Image) -> np.ndarray:
-    """The labelmap as an integer array (z, y, x); refuses what cannot be a lesion labelmap."""
-    if labels.GetDimension() != 3:
-        raise InputError(f"the labelmap is {labels.GetDimension()}D; a 3D lesion labelmap is needed")
-    if labels.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError("the labelmap has several components per voxel; give a single-component labelmap")
-    array = sitk.GetArrayViewFromImage(labels)
-    if np.issubdtype(array.dtype, np.floating):
-        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
-            raise InputError("the labelmap holds non-integer values; give a labelmap (0 = background, 1.. = lesions)")
-    if array.min(initial=0) < 0:
-        raise InputError("the labelmap holds negative values; give a labelmap (0 = background, 1.. = lesions)")
-    return np.array(array, dtype=np.int32)  # a copy: a view dies with a temporary image
+    """The labelmap as an int32 array (z, y, x); refuses what cannot be a lesion labelmap.
+
+    Values beyond int32 would wrap: such labelmaps go through :func:`.label_values.compact_labels` first.
+    """
+    if check_label_values(labels) > np.iinfo(np.int32).max:
+        raise InputError("the labelmap holds values beyond 2^31 - 1; compact it first (lesions.compact_labels)")
+    return np.array(sitk.GetArrayViewFromImage(labels), dtype=np.int32)  # a copy: a view dies with a temporary image
 
 
 def voxel_volume_ml(image: sitk.Image) -> float:
