@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "attumamba.inference.command",
     "attumamba.server.command",
     "attumamba.batch.command",
+    "attumamba.response.command",
     "attumamba.demo",
 )
 
