@@ -225,10 +225,10 @@ class AttUMambaSegLogic(ScriptedLoadableModuleLogic):
         return logicModule("inputs").preselect(scene or slicer.mrmlScene, ct, pet)
 
     # --- backend -------------------------------------------------------------------------------
-    def connect(self, url, token=""):
-        """Use a running backend; without a token, a local backend's default token file is read."""
+    def connect(self, url, token="", caFile=""):
+        """Use a running backend (no token: a local backend's token file; caFile: a self-signed https one's)."""
         url = (url or "").strip() or DEFAULT_URL
-        self.client = logicModule("client").BackendClient(url, logicModule("backend_process").token_for(url, token))
+        self.client = logicModule("connection").connect(url, token, caFile)
         return self.client
 
     def startBackend(self, python, device="auto"):

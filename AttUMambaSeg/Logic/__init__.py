@@ -5,7 +5,8 @@ here: torch never loads inside Slicer. The module file imports this package thro
 ``AttUMambaSeg.loadLogicPackage`` so that another extension's top-level ``Logic`` package
 cannot shadow it. Inside, modules import each other relatively (``from .client import ...``).
 
-Modules, one job each: ``client`` (backend HTTP API), ``run`` (one segmentation run, stepped
+Modules, one job each: ``client`` (backend HTTP API), ``transport`` (no proxy, no redirect,
+verified TLS, consent to plain HTTP), ``run`` (one segmentation run, stepped
 from a GUI timer), ``batch`` (a folder segmented on the backend; opening a finished study),
 ``results`` (report -> segmentation, lines, table), ``measure``
 (re-measure after edits), ``export`` (files for a folder), ``segments``, ``axes``,

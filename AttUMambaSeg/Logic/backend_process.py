@@ -7,23 +7,32 @@ log file, not a pipe, so a chatty backend can never stall on a full pipe, and th
 of the log explain a backend that exited. Slicer's launcher points PYTHONHOME/PYTHONPATH at
 Slicer's own Python; those are removed so the backend's interpreter finds its own library.
 Starting never waits: :meth:`ManagedBackend.state` says when it is ready.
+
+Each start draws a fresh random instance id, handed to the backend in its environment
+(``ATTUMAMBA_INSTANCE_ID``; a command line is readable by every user of the computer). The
+backend is "running" only when its token file exists and ``GET /v1/health`` on its port (no
+token needed) names that id: another program holding the port never receives the token.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import http.client
+import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import tempfile
-import urllib.parse
+import urllib.error
 from collections.abc import Mapping
 from pathlib import Path
 
 from .client import BackendClient, BackendError
+from .transport import direct_opener, is_loopback_url
 
 LOOPBACK = "127.0.0.1"
+INSTANCE_VARIABLE = "ATTUMAMBA_INSTANCE_ID"
 DEFAULT_TOKEN_FILE = Path("~/.attumamba/token")
 #: Variables Slicer's launcher sets for its own Python; another interpreter must not see them.
 SLICER_PYTHON_VARIABLES = ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONNOUSERSITE", "PYTHONEXECUTABLE")
@@ -45,12 +54,19 @@ def free_port(host: str = LOOPBACK) -> int:
         return int(probe.getsockname()[1])
 
 
-def accepts_connections(host: str, port: int, timeout_s: float = 0.2) -> bool:
+def health_instance(url: str, timeout_s: float = 1.0) -> str | None:
+    """The instance id ``GET /v1/health`` at ``url`` names, without a token: None while nothing answers
+    (yet), '' when something answers that names no instance (another program, an older backend)."""
     try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
+        with direct_opener().open(url + "/v1/health", timeout=timeout_s) as response:
+            health = json.loads(response.read())
+    except urllib.error.HTTPError:  # an error page: not this backend's health
+        return ""
+    except (urllib.error.URLError, OSError):  # refused, reset or timed out: not listening yet
+        return None
+    except (http.client.HTTPException, ValueError):  # not HTTP, or not JSON
+        return ""
+    return str(health.get("instance") or "") if isinstance(health, dict) else ""
 
 
 def read_token(token_file: str | Path) -> str:
@@ -66,16 +82,6 @@ def read_token(token_file: str | Path) -> str:
     if not token:
         raise BackendError(f"the backend token file {path} is empty; restart the backend")
     return token
-
-
-def is_loopback_url(url: str) -> bool:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def token_for(url: str, token: str = "", token_file: str | Path = DEFAULT_TOKEN_FILE) -> str:
@@ -120,6 +126,8 @@ class ManagedBackend:
         self.environment = backend_environment(env)
         self.folder: Path | None = None
         self.process: subprocess.Popen | None = None
+        self.instance_id = ""  # drawn afresh by each start()
+        self.foreign = False  # another program answered on the port
 
     @property
     def url(self) -> str:
@@ -140,22 +148,33 @@ class ManagedBackend:
         """Start the process and return at once (nothing happens if it already runs)."""
         if self.process is not None and self.process.poll() is None:
             return
+        self.instance_id, self.foreign = secrets.token_hex(16), False
+        environment = {**self.environment, INSTANCE_VARIABLE: self.instance_id}
         with open(self.log_file, "wb") as log:
             self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, env=self.environment, cwd=str(self._folder()))
+                                            stderr=subprocess.STDOUT, env=environment, cwd=str(self._folder()))
 
     def state(self) -> str:
-        """``stopped``, ``starting`` (not answering yet), ``running`` or ``exited``; never waits."""
+        """``stopped``, ``starting`` (not answering yet), ``running``, ``foreign`` (another program answers
+        on the port) or ``exited``; waits at most a second for the health answer."""
         if self.process is None:
             return "stopped"
         if self.process.poll() is not None:
             return "exited"
-        if self.token_file.is_file() and accepts_connections(self.host, self.port):
-            return "running"
-        return "starting"
+        if not self.token_file.is_file():
+            return "starting"
+        instance = health_instance(self.url)
+        if instance is None:
+            return "starting"
+        self.foreign = instance != self.instance_id
+        return "foreign" if self.foreign else "running"
 
     def failure(self) -> str:
-        """Why the process ended, with the end of its log."""
+        """Why the backend is not running: another program on its port, or its exit with the end of its log."""
+        if self.foreign and self.process is not None and self.process.poll() is None:
+            return (f"another program answers on {self.host}:{self.port}, not the backend this module started "
+                    "(its /v1/health does not name this start's instance); the token was not sent to it. "
+                    "Stop and start the backend again (it gets a new free port).")
         code = self.process.returncode if self.process is not None else None
         tail = self.log_tail()
         return f"the backend exited with code {code}" + (f":\n{tail}" if tail else " without output")
@@ -170,6 +189,11 @@ class ManagedBackend:
         return "\n".join(text.strip().splitlines()[-lines:])
 
     def client(self, timeout: float = 30.0) -> BackendClient:
+        """A client with the token, once the backend on the port has shown it is this start's."""
+        state = self.state()
+        if state != "running":
+            raise BackendError(self.failure() if state in ("foreign", "exited") else
+                               f"the backend on {self.url} is {state}, not running; the token was not sent")
         return BackendClient(self.url, read_token(self.token_file), timeout)
 
     def stop(self, timeout_s: float = 5.0) -> None:

@@ -2,19 +2,25 @@
 
 Every call has a timeout and turns whatever goes wrong into a :class:`BackendError` whose
 message says what to do: backend not running, wrong token, the backend's own ``{error, detail}``.
-Uploads are streamed from disk, never read whole into memory.
+Uploads are streamed from disk, never read whole into memory. Calls go straight to the backend
+(no proxy, no redirect, verified TLS: see :mod:`.transport`), and volumes go over plain HTTP to
+another computer only once the user agreed to it for that backend in this session.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import ssl
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
+
+from . import transport
 
 
 class BackendError(RuntimeError):
@@ -26,8 +32,17 @@ class BackendError(RuntimeError):
 
 
 class BackendClient:
-    def __init__(self, url: str = "http://127.0.0.1:8765", token: str = "", timeout: float = 30.0):
-        self.url, self.token, self.timeout = url.rstrip("/"), token.strip(), timeout
+    """One backend at ``url``; ``ca_file``: the certificate (or its CA) an https backend must present,
+    for a self-signed one; by default the system's trusted CAs."""
+
+    def __init__(self, url: str = "http://127.0.0.1:8765", token: str = "", timeout: float = 30.0,
+                 ca_file: str | Path = ""):
+        try:
+            self.url = transport.check_url(url)
+            self._opener = transport.direct_opener(ca_file)
+        except transport.TransportError as error:
+            raise BackendError(str(error)) from None
+        self.token, self.timeout = token.strip(), timeout
 
     @classmethod
     def from_token_file(cls, url: str, token_file: str | Path, timeout: float = 30.0) -> BackendClient:
@@ -37,6 +52,20 @@ class BackendClient:
         except OSError as error:
             raise BackendError(f"cannot read the backend token from {path} ({error.strerror}); start the backend "
                                "first (it writes the token there) or paste the token") from None
+
+    # --- plain HTTP to another computer ---------------------------------------------------------
+    @property
+    def plain_http_warning(self) -> str:
+        """Why this backend's connection is unsafe for patient data ('' for https or this computer)."""
+        return transport.plain_http_warning(self.url)
+
+    def plain_http_consent_needed(self) -> str:
+        """The warning to confirm before volumes go to this backend; '' when safe or already agreed."""
+        return transport.CONSENT.needed(self.url)
+
+    def consent_to_plain_http(self) -> None:
+        """The user agreed to send volumes to this backend over plain HTTP (this session, this backend)."""
+        transport.CONSENT.confirm(self.url)
 
     # --- calls -----------------------------------------------------------------------------
     def health(self) -> dict:
@@ -112,8 +141,16 @@ class BackendClient:
             time.sleep(poll_s)
 
     # --- plumbing --------------------------------------------------------------------------
+    def _require_private_channel(self) -> None:
+        """Volumes never travel in clear text to another computer unless the user agreed."""
+        warning = self.plain_http_consent_needed()
+        if warning:
+            raise BackendError(f"volumes not sent: {warning} Or confirm sending them over plain HTTP when "
+                               "the module asks (once per backend and session).")
+
     def _download(self, path: str, target: str | Path) -> Path:
         """GET ``path`` into ``target``, which appears only once complete."""
+        self._require_private_channel()
         data = self._request("GET", path, timeout=max(self.timeout, 120.0))
         target = Path(target)
         temporary = target.with_name(target.name + ".part")
@@ -127,6 +164,7 @@ class BackendClient:
         return json.loads(self._request(method, path, data, headers, timeout))
 
     def _multipart(self, path: str, files: dict[str, Path], fields: dict[str, str]) -> dict:
+        self._require_private_channel()
         for name, file in files.items():
             if not file.is_file():
                 raise BackendError(f"{name}: {file} is not a file")
@@ -150,15 +188,26 @@ class BackendClient:
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
+            with self._opener.open(request, timeout=timeout or self.timeout) as response:
                 return response.read()
         except urllib.error.HTTPError as error:
+            if 300 <= error.code < 400:
+                raise BackendError(f"the backend at {self.url} answered with a redirect to "
+                                   f"{error.headers.get('Location', '(no address)')}; redirects are never followed "
+                                   "(the token would go along): type the backend's own address", error.code) from None
             raise BackendError(_http_message(error), error.code) from None
         except urllib.error.URLError as error:
+            if isinstance(error.reason, ssl.SSLError):
+                raise BackendError(_tls_message(self.url, error.reason)) from None
             raise BackendError(f"the backend at {self.url} is not reachable ({error.reason}); start it "
                                "(attumamba-seg serve) or check the URL") from None
         except TimeoutError:
             raise BackendError(f"the backend at {self.url} did not answer within {timeout or self.timeout:.0f} s") from None
+        except ssl.SSLError as error:
+            raise BackendError(_tls_message(self.url, error)) from None
+        except (http.client.HTTPException, ConnectionError) as error:
+            raise BackendError(f"the backend at {self.url} ended the connection without an HTTP answer ({error}); "
+                               "if it serves https, type https:// in the URL") from None
 
 
 def _part(text: str) -> str:
@@ -175,6 +224,14 @@ def _stream(parts: list):
                     yield chunk
         else:
             yield part
+
+
+def _tls_message(url: str, error: ssl.SSLError) -> str:
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return (f"the certificate of the backend at {url} could not be verified ({error.verify_message}); "
+                "for a backend with a self-signed certificate, choose that certificate (its --tls-cert file) or "
+                "its CA as the backend's certificate file")
+    return f"no TLS connection to the backend at {url} ({error.reason or error}); if it serves plain http, type http://"
 
 
 def _http_message(error: urllib.error.HTTPError) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from .backend_process import token_for
 from .client import BackendClient
 
 
@@ -25,6 +26,12 @@ class BackendStatus:
         count = len(self.models)
         models = f"{count} model{'s' if count != 1 else ''}" if count else "no models installed"
         return f"backend {health.get('version', '?')} on {devices}{kernels}; {models}"
+
+
+def connect(url: str, token: str = "", ca_file: str = "") -> BackendClient:
+    """A client for a running backend; without a token, a local backend's default token file is read.
+    ``ca_file``: the certificate an https backend with a self-signed certificate presents (or its CA)."""
+    return BackendClient(url, token_for(url, token), ca_file=ca_file)
 
 
 def check_backend(client: BackendClient) -> BackendStatus:

@@ -3,7 +3,9 @@
 Nothing here waits: starting the backend returns at once and :meth:`BackendPanel.poll`, called
 from the module's timer, notices when it answers; the connection check runs on a worker
 thread and ``poll`` collects its result. The URL, the backend Python and the mode are kept
-in Slicer's settings; the token is kept for the session only, never written anywhere.
+in Slicer's settings; the token is kept for the session only, never written anywhere. A backend
+reached over plain HTTP on another computer gets a red warning under the status light, and
+:func:`confirmPlainHttp` asks before volumes first go to it (the decision is the Logic's).
 """
 
 import html
@@ -25,6 +27,20 @@ def saveSetting(key, value):
     qt.QSettings().setValue(SETTINGS_GROUP + key, value)
 
 
+def confirmPlainHttp(client):
+    """True when volumes may go to ``client``'s backend: encrypted, on this computer, or the user agrees
+    (asked once per backend and session)."""
+    warning = client.plain_http_consent_needed() if client is not None else ""
+    if not warning:
+        return True
+    if not slicer.util.confirmOkCancelDisplay(
+            f"{warning}\n\nSend the volumes over plain HTTP anyway? (Asked once per backend in this session.)",
+            windowTitle="Unencrypted connection"):
+        return False
+    client.consent_to_plain_http()
+    return True
+
+
 class BackendPanel:
     """``parameterNode()`` gives the module's parameter node (or None); ``changed()`` is called when
     the connection state changes, ``wake()`` when there is something for :meth:`poll` to watch."""
@@ -40,8 +56,10 @@ class BackendPanel:
         self.ui.backendModeComboBox.currentIndex = int(setting("BackendMode", MANAGED))
         self.ui.backendPythonPathLineEdit.currentPath = setting("BackendPython", "")
         self.ui.backendUrlLineEdit.text = setting("BackendURL", DEFAULT_URL)
+        self.ui.backendCaFilePathLineEdit.currentPath = setting("BackendCAFile", "")
         self.ui.backendModeComboBox.currentIndexChanged.connect(self.onModeChanged)
         self.ui.backendPythonPathLineEdit.currentPathChanged.connect(lambda path: saveSetting("BackendPython", path))
+        self.ui.backendCaFilePathLineEdit.currentPathChanged.connect(lambda path: saveSetting("BackendCAFile", path))
         self.ui.backendUrlLineEdit.editingFinished.connect(
             lambda: saveSetting("BackendURL", self.ui.backendUrlLineEdit.text))
         self.ui.startBackendButton.clicked.connect(self.onStart)
@@ -53,13 +71,18 @@ class BackendPanel:
         self.updateButtons()
 
     # --- status ----------------------------------------------------------------------------------
-    def setStatus(self, kind, text):
+    def setStatus(self, kind, text, warning=""):
+        """The light and ``text``; ``warning`` in red below (an unencrypted connection)."""
         light = f'<span style="color:{STATUS_COLORS[kind]}">&#9679;</span>'
-        self.ui.backendStatusLabel.text = light + " " + html.escape(text).replace("\n", "<br>")
+        red = f'<br><span style="color:{STATUS_COLORS["error"]}">&#9888; {html.escape(warning)}</span>'
+        self.ui.backendStatusLabel.text = (light + " " + html.escape(text).replace("\n", "<br>")
+                                           + (red if warning else ""))
 
     def setConnected(self, connected, kind, text):
         self.connected = connected
-        self.setStatus(kind, text)
+        client = self.logic.client  # its warning while it is checked or in use
+        inUse = client is not None and (kind == "ok" or self.check is not None)
+        self.setStatus(kind, text, client.plain_http_warning if inUse else "")
         self.updateButtons()
         self.changed()
 
@@ -93,7 +116,8 @@ class BackendPanel:
     def onTestConnection(self):
         with slicer.util.tryWithErrorDisplay("Could not connect to the backend.", waitCursor=True):
             if self.ui.backendModeComboBox.currentIndex == REMOTE:
-                self.logic.connect(self.ui.backendUrlLineEdit.text, self.ui.backendTokenLineEdit.text)
+                self.logic.connect(self.ui.backendUrlLineEdit.text, self.ui.backendTokenLineEdit.text,
+                                   self.ui.backendCaFilePathLineEdit.currentPath)
             elif self.logic.backend is not None and self.logic.backend.state() == "running":
                 self.logic.useManagedBackend()
             else:
@@ -117,7 +141,7 @@ class BackendPanel:
                     self.logic.useManagedBackend()
                     self.startCheck()
                 else:
-                    self.setConnected(False, "error", backend.failure() if state == "exited" else state)
+                    self.setConnected(False, "error", backend.failure() if state in ("exited", "foreign") else state)
         if self.check is not None and self.check.done():
             future, self.check = self.check, None
             try:

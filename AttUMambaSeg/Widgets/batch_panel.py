@@ -10,7 +10,7 @@ here once the files are in). The folders are kept in Slicer's settings.
 import qt
 import slicer
 
-from .backend_panel import saveSetting, setting
+from .backend_panel import confirmPlainHttp, saveSetting, setting
 
 
 class BatchPanel:
@@ -109,7 +109,7 @@ class BatchPanel:
     # --- opening a finished study ------------------------------------------------------------------
     def onOpen(self):
         studyId = self.selectedStudy()
-        if not studyId or self.opening is not None:
+        if not studyId or self.opening is not None or not confirmPlainHttp(self.logic.client):
             return
         with slicer.util.tryWithErrorDisplay("Could not open the study.", waitCursor=True):
             self.opening = self.logic.openBatchStudy(self.run.batch_id, studyId)

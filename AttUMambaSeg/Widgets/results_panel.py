@@ -12,7 +12,7 @@ import os
 import qt
 import slicer
 
-from .backend_panel import saveSetting, setting
+from .backend_panel import confirmPlainHttp, saveSetting, setting
 
 
 class ResultsPanel:
@@ -72,6 +72,8 @@ class ResultsPanel:
     def onUpdateMeasurements(self):
         if self.measuring is not None:
             self.cancel()
+            return
+        if not confirmPlainHttp(self.logic.client):
             return
         with slicer.util.tryWithErrorDisplay("Could not update the measurements.", waitCursor=True):
             self.measuring = self.logic.startMeasuring(self.segmentation())

@@ -6,6 +6,8 @@ network and disk work run on the run's worker thread.
 
 import slicer
 
+from .backend_panel import confirmPlainHttp
+
 
 class SegmentPanel:
     """``parameterNode()`` gives the module's parameter node (or None), ``connected()`` whether a
@@ -46,6 +48,8 @@ class SegmentPanel:
                 f"Replace the segments of '{replace.GetName()}'? Any edits made to them are lost.\n\n"
                 "Uncheck 'Replace existing result' (Options) to keep it and make a new segmentation.",
                 windowTitle="Replace result"):
+            return
+        if not confirmPlainHttp(self.logic.client):
             return
         with slicer.util.tryWithErrorDisplay("Could not start the segmentation.", waitCursor=True):
             self.run = self.logic.startSegmentation(

@@ -6,12 +6,13 @@ import csv
 import json
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 import torch
 from tiny_model import make_tiny_package, small_study
 
 from attumamba.cli import main as cli_main
-from attumamba.inference import open_model
+from attumamba.inference import open_model, pipeline
 
 
 def write_study(folder):
@@ -52,6 +53,47 @@ def test_segment_reports_bad_inputs_in_one_line(tmp_path, capsys):
     assert cli_main(["segment", "--ct", str(ct), "--pet", str(tmp_path / "missing.nii.gz"), "--model", str(package),
                      "-o", str(tmp_path / "out")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_segment_output_is_atomic_and_refuses_another_study(tmp_path, capsys, monkeypatch):
+    package = make_tiny_package(tmp_path / "tiny", bias_lesion=20.0)
+    ct, pet = write_study(tmp_path / "study")
+    other_ct, other_pet = write_study(tmp_path / "other")
+    out = tmp_path / "results" / "out"
+    run = ["segment", "--model", str(package), "--device", "cpu", "-o", str(out)]
+    study, other = ["--ct", str(ct), "--pet", str(pet)], ["--ct", str(other_ct), "--pet", str(other_pet)]
+
+    def contents() -> dict:
+        return {path.name: path.read_bytes() for path in out.iterdir()}
+
+    assert cli_main([*run, *study]) == 0
+    first = contents()
+    assert json.loads(first["study.json"])["inputs"]["ct"] == str(ct)
+
+    assert cli_main([*run, *other]) == 2  # another study's results stay, unless --overwrite
+    error = capsys.readouterr().err
+    assert "another study" in error and "--overwrite" in error and contents() == first
+
+    def report_then_disk_full(report, folder):
+        (folder / "lesions.json").write_text("{")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(pipeline, "write_report", report_then_disk_full)
+    with pytest.raises(OSError):  # a run that breaks while writing leaves the earlier results whole
+        cli_main([*run, *study, "--min-suv-max", "100"])
+    monkeypatch.undo()
+    assert contents() == first and sorted(p.name for p in out.parent.iterdir()) == ["out"]
+
+    assert cli_main([*run, *study, "--min-suv-max", "100"]) == 0  # the same study: its results are replaced
+    assert json.loads((out / "lesions.json").read_text())["totals"]["n_lesions"] == 0
+    assert cli_main([*run, *other, "--overwrite"]) == 0
+    assert json.loads((out / "study.json").read_text())["inputs"]["ct"] == str(other_ct)
+    capsys.readouterr()
+
+    (out / "notes.txt").write_text("mine")  # a folder with other files is never replaced, even with --overwrite
+    assert cli_main([*run, *study, "--overwrite"]) == 2
+    assert "never replaced" in capsys.readouterr().err and (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out"]
 
 
 def test_models_lists_packages_from_extra_folders(tmp_path, monkeypatch, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import socket
 import stat
@@ -99,6 +100,7 @@ def test_a_managed_backend_starts_answers_and_stops(logic):
         assert oct(backend.folder.stat().st_mode & 0o777) == "0o700"
         client = backend.client()
         assert client.health()["devices"] == ["cpu"]
+        assert client.health()["instance"] == backend.instance_id  # the id it was given in its environment
         assert isinstance(client.models(), list)  # the token works
         folder, process = backend.folder, backend.process
     finally:
@@ -116,3 +118,72 @@ def test_a_backend_that_exits_says_why(logic):
         assert "exited with code 2" in message and "invalid choice: 'tpu'" in message
     finally:
         backend.stop()
+
+
+FAKE_BACKEND = """#!{python}
+import json, os, sys, time
+arguments = sys.argv[1:]
+token_file = arguments[arguments.index("--token-file") + 1]
+with open("started.json", "w") as record:  # in the backend's private folder (its working directory)
+    json.dump({{"argv": sys.argv, "instance": os.environ.get("ATTUMAMBA_INSTANCE_ID")}}, record)
+with open(token_file, "w") as token:
+    token.write("the-managed-token")
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def fake_python(tmp_path):
+    """Stands for the backend's Python: writes its token file at once and never binds the port, so whatever
+    answers there is another program."""
+    path = tmp_path / "python"
+    path.write_text(FAKE_BACKEND.format(python=sys.executable))
+    path.chmod(0o700)
+    return path
+
+
+@pytest.mark.parametrize("health", [(200, {"status": "ok", "version": "0.1"}),
+                                    (200, {"status": "ok", "instance": "another-start"}),
+                                    (404, "<html>not found</html>")],
+                         ids=["no-instance", "another-instance", "not-a-backend"])
+def test_managed_backend_is_checked_by_instance_before_the_token(logic, fake_python, health):
+    from http_doubles import always, recording_server
+
+    client = importlib.import_module("AttUMambaSegLogic.client")
+    with recording_server(always(*health)) as squatter:
+        backend = _process().ManagedBackend(fake_python, port=int(squatter.url.rsplit(":", 1)[1]))
+        backend.start()
+        try:
+            deadline = time.monotonic() + 20
+            while not backend.token_file.is_file() or not squatter.requests:
+                assert time.monotonic() < deadline, backend.log_tail()
+                assert backend.state() in ("starting", "foreign"), backend.log_tail()
+                time.sleep(0.05)
+            assert backend.state() == "foreign"
+            assert "another program answers" in backend.failure() and "token was not sent" in backend.failure()
+            with pytest.raises(client.BackendError, match="another program answers"):
+                backend.client()
+            started = json.loads((backend.folder / "started.json").read_text())
+        finally:
+            backend.stop()
+    assert squatter.requests and {r.path for r in squatter.requests} == {"/v1/health"}
+    assert squatter.tokens() == []  # the token never went to the program on the port
+    assert started["instance"] == backend.instance_id and len(backend.instance_id) >= 32  # in its environment
+    assert not any(backend.instance_id in argument for argument in started["argv"])  # not on its command line
+
+
+def test_a_managed_backend_that_names_its_instance_gets_the_token(logic, fake_python):
+    """The same check lets the backend this module started through, and only then sends the token."""
+    from http_doubles import recording_server
+
+    backend = None
+    with recording_server(lambda method, path: (200, {}, {"status": "ok", "instance": backend.instance_id})) as ours:
+        backend = _process().ManagedBackend(fake_python, port=int(ours.url.rsplit(":", 1)[1]))
+        backend.start()
+        try:
+            assert _wait_for(backend, ("running", "exited", "foreign"), 20) == "running"
+            assert ours.tokens() == []  # health needs no token
+            backend.client().models()
+        finally:
+            backend.stop()
+        assert ours.tokens() == ["Bearer the-managed-token"]

@@ -280,6 +280,11 @@ def test_resume_keeps_the_finished_studies_and_they_open(backend, folder, finish
 def test_cancel_stops_the_batch_and_keeps_what_it_finished(backend, folder, tmp_path, scene):
     run_module = _module("run")
     run = _start(backend, folder, tmp_path / "out")
+    deadline = time.monotonic() + 60
+    while not run.rows() or run._requests:  # studies found: the cancel lands mid-batch, not in discovery
+        run.poll()
+        time.sleep(0.02)
+        assert time.monotonic() < deadline, run.status
     run.cancel()
     assert run.cancelling and run.summary().startswith("Cancelling")
     run.cancel()  # a second click sends nothing more

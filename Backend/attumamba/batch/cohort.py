@@ -1,7 +1,9 @@
 """Cohort outputs of a batch: a row per study, a row per lesion, and an HTML report.
 
 They are rebuilt from the study folders at the end of every run (a resumed run included), so
-they always describe everything in the output folder, never only the last invocation.
+they always describe everything in the output folder, never only the last invocation. Each is
+replaced atomically after its bytes are on the disk, with the same permissions as every other
+output (:mod:`attumamba.durable_files`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ STUDIES_CSV, LESIONS_CSV, REPORT_HTML = "cohort_studies.csv", "cohort_lesions.cs
 
 
 def study_row(folder: BatchFolder, study: Study) -> tuple[dict, list[dict]]:
-    """The study's cohort row and its lesions' rows (none unless it finished)."""
-    record = folder.record(study.study_id)
+    """The study's cohort row and its lesions' rows (none unless it finished).
+
+    Only the study's own results count: a folder at its id made from other inputs is "not run".
+    """
+    record = folder.record(study)
     row = dict.fromkeys(STUDY_COLUMNS, "")
     row.update(study_id=study.study_id, kind=study.kind, ct=str(study.ct), pet=str(study.pet), status="not run")
     if record is None:

@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("study_dir", type=Path, metavar="STUDY_DIR", help="folder holding the studies")
     parser.add_argument("-o", "--out", type=Path, required=True, help="output folder (empty, or one to --resume)")
     add_model_options(parser)
-    parser.add_argument("--resume", action="store_true", help="keep finished studies in OUT and do the rest")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the finished studies in OUT whose inputs are unchanged (same files, sizes and "
+                             "times, or DICOM series) and do the rest; any other is redone, the reason in batch.json")
     scale = parser.add_mutually_exclusive_group()
     scale.add_argument("--workers", type=int, default=1, metavar="N",
                        help="local worker processes (one per GPU, or sharing the CPU cores; default 1)")
@@ -66,6 +68,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
     kept = f", {len(summary.already_done)} kept from before" if summary.already_done else ""
     print(f"{len(summary.done)} studies segmented, {len(summary.failed)} failed{kept}; "
           f"{summary.skipped_inputs} input items skipped (see {summary.files.get('html', args.out)})")
+    for study_id, reason in summary.redone.items():
+        print(f"  redone {study_id}: {reason}")
     for study_id, reason in summary.failed.items():
         print(f"  failed {study_id}: {reason}")
     return 0 if summary.ok else EXIT_SOME_FAILED

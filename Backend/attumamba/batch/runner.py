@@ -1,6 +1,7 @@
 """``run_batch``: every study under a folder → per-study files and cohort outputs.
 
-find the studies → skip those finished earlier (``resume``) → segment the rest here, in local
+lock the output folder → find the studies → keep those finished earlier whose recorded inputs
+match (``resume``; any other is redone, with the reason) → segment the rest here, in local
 worker processes or on Ray → write each one atomically as it ends → rebuild the cohort tables
 and the HTML report → ``batch.json`` with what happened. A study that fails is recorded with
 its reason and the run goes on.
@@ -36,7 +37,8 @@ class BatchSummary:
     found: int
     done: list[str] = field(default_factory=list)        # segmented by this run
     failed: dict[str, str] = field(default_factory=dict)  # study id → reason
-    already_done: list[str] = field(default_factory=list)  # skipped by --resume
+    already_done: list[str] = field(default_factory=list)  # kept by --resume
+    redone: dict[str, str] = field(default_factory=dict)  # study id → why its earlier results were not kept
     skipped_inputs: int = 0
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -59,6 +61,14 @@ def run_batch(root: str | Path, out: str | Path, settings: BatchSettings | None 
         settings = replace(settings, threads=max(1, (os.cpu_count() or 1) // workers))
     cancel = should_cancel or (lambda: False)
     folder = BatchFolder(Path(out))
+    folder.refuse_earlier_results(resume)
+    with folder.locked():  # held to the end: a second run on this folder is refused at once
+        return _run_locked(folder, root, settings, resume, workers, ray_address, on_found, on_progress, on_done,
+                           cancel)
+
+
+def _run_locked(folder: BatchFolder, root, settings: BatchSettings, resume: bool, workers: int,
+                ray_address: str | None, on_found, on_progress, on_done, cancel) -> BatchSummary:
     scan = find_studies(root, cancel=cancel)
     if not scan.studies:
         reasons = "; ".join(f"{s.path.name}: {s.reason}" for s in scan.skipped[:5])
@@ -67,7 +77,13 @@ def run_batch(root: str | Path, out: str | Path, settings: BatchSettings | None 
     summary = BatchSummary(folder.root, len(scan.studies), skipped_inputs=len(scan.skipped))
     todo = []
     for study in scan.studies:
-        (summary.already_done if folder.is_done(study.study_id) else todo).append(study)
+        kept, reason = folder.check(study)
+        if kept is not None:
+            summary.already_done.append(study.study_id)
+            continue
+        todo.append(study)
+        if reason:
+            summary.redone[study.study_id] = reason
     if on_found:  # every study found, and those this run will segment
         on_found(scan.studies, todo)
     started = datetime.datetime.now(datetime.UTC)
@@ -102,6 +118,7 @@ def _write_run_record(folder: BatchFolder, root, settings: BatchSettings, summar
         "workers": workers, "ray": ray_address, "started": started.isoformat(),
         "ended": datetime.datetime.now(datetime.UTC).isoformat(), "studies_found": summary.found,
         "segmented_now": summary.done, "failed_now": summary.failed, "finished_before": summary.already_done,
+        "redone": summary.redone,
         "inputs_skipped": summary.skipped_inputs,
     }
     write_atomic(folder.root / "batch.json", json.dumps(record, indent=2, default=str))

@@ -56,9 +56,6 @@ class StudyOutcome:
     detail: str = ""                     # the traceback of an unexpected failure, for the log
 
 
-_SEGMENTERS: dict[tuple, object] = {}  # one loaded model per process and settings
-
-
 def segment_study(study: Study, settings: BatchSettings, progress: Progress | None = None,
                   should_cancel: Callable[[], bool] | None = None) -> StudyOutcome:
     """Segment ``study``; a bad study gives a failed outcome, only cancellation raises."""
@@ -79,17 +76,21 @@ def segment_study(study: Study, settings: BatchSettings, progress: Progress | No
 
 def _segment(study: Study, settings: BatchSettings, report: Progress,
              should_cancel: Callable[[], bool] | None) -> StudyOutcome:
+    from ..inference.loaded_models import LOADED_MODELS
     from ..inference.pipeline import SegmentOptions, check_pet_is_suv, run_study
 
-    segmenter = _segmenter(settings)
+    _use_threads(settings)
     report(0.0, "loading")
     load_started = time.perf_counter()
     ct, pet = study.load_ct(), study.load_pet()
     check_pet_is_suv(pet)
     loading = time.perf_counter() - load_started
-    result = run_study(segmenter, ct, pet, SegmentOptions.from_dict(settings.options()),
-                       progress=lambda fraction, stage: report(0.05 + 0.85 * fraction, stage),
-                       should_cancel=should_cancel)
+    # the model is shared with the service's jobs, one segmentation at a time per device
+    with LOADED_MODELS.using(settings.model, settings.device, settings.tta, should_cancel=should_cancel,
+                             on_wait=lambda: report(0.05, "waiting for the device")) as segmenter:
+        result = run_study(segmenter, ct, pet, SegmentOptions.from_dict(settings.options()),
+                           progress=lambda fraction, stage: report(0.05 + 0.85 * fraction, stage),
+                           should_cancel=should_cancel)
     result.timings = {"loading": loading, **result.timings}
     result.report["study"] = {"study_id": study.study_id, "kind": study.kind, "ct": str(study.ct),
                               "pet": str(study.pet), "study_uid": study.study_uid}
@@ -100,19 +101,11 @@ def _segment(study: Study, settings: BatchSettings, report: Progress,
                         model=segmenter.package.name)
 
 
-def _segmenter(settings: BatchSettings):
-    from ..inference.package import resolve_model
-    from ..inference.segmenter import Segmenter
-
+def _use_threads(settings: BatchSettings) -> None:
     if settings.threads:
         import torch
 
         torch.set_num_threads(settings.threads)
-    key = (settings.model, settings.device, settings.tta)
-    if key not in _SEGMENTERS:
-        _SEGMENTERS.clear()  # keep one model in memory per worker
-        _SEGMENTERS[key] = Segmenter(resolve_model(settings.model), settings.device, tta=settings.tta)
-    return _SEGMENTERS[key]
 
 
 def _render_files(study: Study, settings: BatchSettings, result, ct, pet) -> dict[str, bytes]:
@@ -135,8 +128,13 @@ def _render_files(study: Study, settings: BatchSettings, result, ct, pet) -> dic
 
 
 def outcome_record(outcome: StudyOutcome, study: Study) -> dict:
-    """The JSON record kept beside a study's files (or in ``failed/``)."""
+    """The JSON record kept beside a study's files (or in ``failed/``).
+
+    ``inputs``: what the results are made from (paths, UIDs, content fingerprint), what a resume
+    compares with the study an id stands for; ``outputs``: each file's size, so a resume also
+    notices a file that is missing or cut short.
+    """
     record = {k: v for k, v in asdict(outcome).items() if k not in ("files", "detail")}
-    record["inputs"] = {"kind": study.kind, "ct": str(study.ct), "pet": str(study.pet),
-                        "study_uid": study.study_uid, "description": study.description}
+    record["inputs"] = study.inputs()
+    record["outputs"] = {name: len(data) for name, data in outcome.files.items()}
     return record

@@ -15,11 +15,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "segment",
         help="segment one PET/CT study: lesion labelmap, lesions.json and lesions.csv",
         description="CT and PET as DICOM series folders or NIfTI/NRRD/MHA files (PET files in SUV). "
-                    "Writes OUT/lesions.nii.gz (instances 1..N by decreasing volume), lesions.json, lesions.csv.",
+                    "Writes OUT/lesions.nii.gz (instances 1..N by decreasing volume), lesions.json, lesions.csv, "
+                    "timings.json and study.json (the inputs they were made from). The results are written beside "
+                    "OUT and moved into place when complete; earlier results in OUT are replaced only if they are "
+                    "of the same CT and PET, or with --overwrite.",
     )
     parser.add_argument("--ct", required=True, help="CT: DICOM series folder or volume file (HU)")
     parser.add_argument("--pet", required=True, help="PET: DICOM series folder (converted to SUVbw) or volume file in SUV")
     parser.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace results in OUT that are of another study (or of unrecorded inputs); a folder "
+                             "holding files segment does not write is never replaced")
     add_model_options(parser)
     parser.add_argument("--reference", choices=("ct", "pet"), default="ct", help="grid of the labelmap (default ct)")
     parser.add_argument("--min-volume", type=float, default=0.0, metavar="ML", help="drop lesions below this volume")
@@ -58,9 +64,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 def run_segment(args: argparse.Namespace) -> int:
     from ..progress import progress_bar
     from .package import resolve_model
-    from .pipeline import SegmentOptions, load_study, run_study, write_outputs
+    from .pipeline import SegmentOptions, load_study, run_study
+    from .segment_output import check_output_folder, publish_results, segment_inputs
     from .segmenter import Segmenter
 
+    inputs = segment_inputs(args.ct, args.pet)
+    check_output_folder(args.out, inputs, args.overwrite)  # before minutes of work, not after
     started = time.perf_counter()
     segmenter = Segmenter(resolve_model(args.model), args.device, tta=args.tta)
     ct, pet = load_study(args.ct, args.pet)
@@ -69,7 +78,7 @@ def run_segment(args: argparse.Namespace) -> int:
     with progress_bar(f"segment ({segmenter.package.name}, {segmenter.device.type})") as progress:
         result = run_study(segmenter, ct, pet, options, progress=progress)
     result.timings = {"loading": loading, **result.timings}
-    written = write_outputs(result, args.out)
+    written = publish_results(result, args.out, inputs, args.overwrite)
     print_lesion_table(result.report)
     print(f"\n{result.report['totals']['n_lesions']} lesions, MTV {result.report['totals']['mtv_ml']:.1f} mL; "
           f"wrote {written['labelmap']}, {written['json'].name}, {written['csv'].name} "
@@ -91,15 +100,18 @@ def print_lesion_table(report: dict, limit: int = 20) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from .package import installed_models, model_folders
+    from .package import list_models, model_folders
 
-    models = [m.summary() for m in installed_models()]
+    models = [m.summary() for m in list_models()]
     if args.json:
         print(json.dumps(models, indent=2))
         return 0
     if not models:
         print(f"no models installed (looked in {', '.join(map(str, model_folders()))})")
     for model in models:
+        if model["broken"]:
+            print(f"{model['name']}: BROKEN, cannot be used ({model['path']})\n    {model['reason']}")
+            continue
         metrics = model.get("metrics") or {}
         shown = ", ".join(f"{k} {v:.3g}" for k, v in metrics.items() if isinstance(v, (int, float)))
         print(f"{model['name']}: {model['display_name']} ({model['architecture']}, {model['configuration']}, "

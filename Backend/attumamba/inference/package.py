@@ -1,39 +1,43 @@
 """Model packages (DESIGN.md §3): an nnU-Net results folder plus ``model.json``, as a folder or zip.
 
 A package is opened without trusting it: the manifest is checked for what inference needs,
-and checkpoints load with ``weights_only=True`` so a pickled payload cannot run code.
+and checkpoints load with ``weights_only=True`` so a pickled payload cannot run code. Listing
+the installed packages reads them in place (a zip is read, CRC-checked once per version, never
+unpacked), so a damaged package is listed as broken with its reason and never stops the others;
+only the package a job uses is unpacked, into this process's private folder (:mod:`.extraction`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
-import tempfile
 import weakref
-import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ..errors import InputError
+from . import extraction
+from .package_files import CHECKPOINT, ZIP_ERRORS, FolderFiles, ZipFiles, open_zip, package_files, read_json
 
 #: Shipped packages live beside the ``attumamba`` package; ATTUMAMBA_MODELS adds folders (os.pathsep-separated).
 SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "models"
 REQUIRED_KEYS = ("name", "display_name", "architecture", "inputs", "labels", "configuration")
 SUPPORTED_INPUTS = (["CT", "PET"],)
-MAX_UNZIPPED_BYTES = 2 * 1024 ** 3
+SUMMARY_KEYS = ("name", "display_name", "description", "architecture", "inputs", "labels", "configuration",
+                "target_spacing_mm", "license", "training", "metrics")
 
 
 @dataclass
 class ModelPackage:
-    """One installed model: its manifest, nnU-Net plans and dataset.json, and checkpoints."""
+    """One opened model: its manifest, nnU-Net plans and dataset.json, and checkpoints."""
 
     root: Path
     manifest: dict
     plans: dict
     dataset_json: dict
     checkpoints: list[Path] = field(default_factory=list)
+    source: Path | None = None  # the folder or zip it was opened from (a zip's ``root`` is a private copy)
 
     @property
     def name(self) -> str:
@@ -45,35 +49,50 @@ class ModelPackage:
 
     def summary(self) -> dict:
         """What ``/v1/models`` and ``attumamba-seg models`` show."""
-        keys = ("name", "display_name", "description", "architecture", "inputs", "labels", "configuration",
-                "target_spacing_mm", "license", "training", "metrics")
-        return {**{k: self.manifest.get(k) for k in keys}, "folds": [c.parent.name for c in self.checkpoints],
-                "path": str(self.root)}
+        return _summary(self.manifest, [c.parent.name for c in self.checkpoints], self.source or self.root)
+
+
+@dataclass
+class InstalledModel:
+    """A package found in the model folders, read in place; ``problem`` says why it cannot be used."""
+
+    path: Path
+    manifest: dict = field(default_factory=dict)
+    folds: list[str] = field(default_factory=list)
+    problem: str = ""
+
+    @property
+    def name(self) -> str:
+        name = self.manifest.get("name")
+        return str(name) if name else self.path.name.removesuffix(".zip")
+
+    def summary(self) -> dict:
+        if not self.problem:
+            return _summary(self.manifest, self.folds, self.path)
+        return {"name": self.name, "display_name": f"{self.name} (broken)", "description": f"cannot be used: "
+                f"{self.problem}", "folds": self.folds, "path": str(self.path), "broken": True, "reason": self.problem}
 
 
 def open_model(path: str | Path) -> ModelPackage:
-    """Open a package folder or ``.zip`` (unpacked into a private temporary folder)."""
+    """Open a package folder or ``.zip`` (a zip is unpacked into this process's private folder for as
+    long as the package object lives; a failed or refused extraction leaves nothing behind)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise InputError(f"model {path} does not exist; give a package folder or zip, or a name from 'attumamba-seg models'")
-    unpacked = _unzip(path) if path.is_file() else None
-    root = _package_root(unpacked) if unpacked else path
-    manifest = _read_json(root / "model.json", "the package's manifest")
-    missing = [key for key in REQUIRED_KEYS if key not in manifest]
-    if missing:
-        raise InputError(f"{root / 'model.json'} lacks {', '.join(missing)}; see DESIGN.md §3 for the manifest")
-    if list(manifest["inputs"]) not in SUPPORTED_INPUTS:
-        raise InputError(f"model {manifest['name']!r} wants inputs {manifest['inputs']}; this backend feeds CT and PET")
-    plans = _read_json(root / "plans.json", "the nnU-Net plans")
-    if manifest["configuration"] not in plans.get("configurations", {}):
-        raise InputError(f"plans.json has no configuration {manifest['configuration']!r} named by model.json")
-    checkpoints = sorted(root.glob("fold_*/checkpoint_final.pth"))
-    if not checkpoints:
-        raise InputError(f"{root} holds no fold_*/checkpoint_final.pth; the package is incomplete")
-    package = ModelPackage(root, manifest, plans, _read_json(root / "dataset.json", "the nnU-Net dataset.json"),
-                           checkpoints)
-    if unpacked:  # the unpacked copy lives as long as the package object
-        weakref.finalize(package, shutil.rmtree, unpacked, ignore_errors=True)
+    if not path.is_file():
+        return _open_folder(path, path)
+    with open_zip(path) as archive:
+        _contents(ZipFiles(archive, path))  # refuse a bad manifest before unpacking anything
+        try:
+            unpacked = extraction.unpack(archive)
+        except ZIP_ERRORS as error:
+            raise InputError(f"{path} cannot be unpacked ({error}); if the zip is damaged, copy it again") from None
+    try:
+        package = _open_folder(_package_root(unpacked), path)
+    except BaseException:
+        shutil.rmtree(unpacked, ignore_errors=True)
+        raise
+    weakref.finalize(package, shutil.rmtree, unpacked, ignore_errors=True)
     return package
 
 
@@ -82,48 +101,57 @@ def model_folders() -> list[Path]:
     return [SHIPPED_MODELS, *extra]
 
 
-def installed_models() -> list[ModelPackage]:
-    """Every package in the model folders (unreadable ones are skipped: they cannot be chosen anyway)."""
-    found: dict[str, ModelPackage] = {}
+def list_models() -> list[InstalledModel]:
+    """Every package in the model folders, usable or broken (with why), read without unpacking."""
+    found = []
     for folder in model_folders():
         for candidate in sorted(folder.glob("*")) if folder.is_dir() else []:
-            if (candidate / "model.json").is_file() or candidate.suffix == ".zip":
-                try:
-                    package = open_model(candidate)
-                except InputError:
-                    continue
-                found.setdefault(package.name, package)
-    return list(found.values())
+            if (candidate / "model.json").is_file() or (candidate.suffix == ".zip" and candidate.is_file()):
+                found.append(_inspect(candidate))
+    return found
+
+
+def installed_models() -> list[InstalledModel]:
+    """The usable packages, one per name (the first found wins)."""
+    usable: dict[str, InstalledModel] = {}
+    for model in list_models():
+        if not model.problem:
+            usable.setdefault(model.name, model)
+    return list(usable.values())
+
+
+def locate_model(name_or_path: str | Path | None) -> Path:
+    """The package folder or zip a model name (default: the default model) or path stands for, unopened."""
+    listed = list_models()
+    usable = [model for model in listed if not model.problem]
+    if name_or_path is None:
+        if not usable:
+            broken = "; ".join(f"{m.path}: {m.problem}" for m in listed)
+            raise InputError(f"no usable model is installed (looked in {', '.join(map(str, model_folders()))})"
+                             + (f"; broken: {broken}" if broken else ""))
+        return next((m for m in usable if m.manifest.get("default")), usable[0]).path
+    name = str(name_or_path)
+    chosen = next((m for m in usable if m.name == name), None) or next((m for m in listed if m.name == name), None)
+    if chosen is not None and chosen.problem:
+        raise InputError(f"model {name!r} ({chosen.path}) cannot be used: {chosen.problem}")
+    if chosen is not None:
+        return chosen.path
+    if Path(name).expanduser().exists():
+        return Path(name).expanduser()
+    names = ", ".join(m.name for m in installed_models()) or "none"
+    raise InputError(f"unknown model {name!r}; installed: {names}. Give a name or a package folder/zip")
 
 
 def resolve_model(name_or_path: str | Path | None) -> ModelPackage:
-    """A model by installed name (default: the first shipped one) or by package path."""
-    models = installed_models()
-    if name_or_path is None:
-        if not models:
-            raise InputError(f"no model is installed (looked in {', '.join(map(str, model_folders()))})")
-        return next((m for m in models if m.manifest.get("default")), models[0])
-    for model in models:
-        if model.name == str(name_or_path):
-            return model
-    if Path(name_or_path).expanduser().exists():
-        return open_model(name_or_path)
-    names = ", ".join(m.name for m in models) or "none"
-    raise InputError(f"unknown model {name_or_path!r}; installed: {names}. Give a name or a package folder/zip")
+    """A model by installed name (default: the default one) or by package path, opened."""
+    return open_model(locate_model(name_or_path))
 
 
 def load_weights(checkpoint: Path) -> dict:
     """A checkpoint's network weights, refusing files that need arbitrary unpickling."""
-    import torch
+    from ..nets.checkpoint_file import read_checkpoint
 
-    try:
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise InputError(f"{checkpoint} holds Python objects besides tensors, which could run code when loaded; "
-                         "it is refused. Re-export the package with attumamba.inference.export_package "
-                         "from the training folder") from error
-    except (OSError, RuntimeError, EOFError) as error:
-        raise InputError(f"cannot read {checkpoint}: {error}") from error
+    saved = read_checkpoint(checkpoint)
     weights = saved.get("network_weights") if isinstance(saved, dict) else None
     if not isinstance(weights, dict):
         raise InputError(f"{checkpoint} holds no 'network_weights'; it is not an nnU-Net checkpoint")
@@ -135,6 +163,8 @@ def export_package(fold_folders: list[Path], out: Path, manifest: dict) -> Model
     """Write a package from nnU-Net fold folders: plans, dataset.json, stripped checkpoints, manifest."""
     import torch
 
+    from ..nets.checkpoint_file import read_checkpoint
+
     if out.exists() and any(out.iterdir()):
         raise InputError(f"{out} is not empty; choose a new folder for the package")
     out.mkdir(parents=True, exist_ok=True)
@@ -142,7 +172,7 @@ def export_package(fold_folders: list[Path], out: Path, manifest: dict) -> Model
     shutil.copy(training / "plans.json", out / "plans.json")
     shutil.copy(training / "dataset.json", out / "dataset.json")
     for fold in fold_folders:
-        saved = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+        saved = read_checkpoint(fold / "checkpoint_final.pth")
         (out / fold.name).mkdir()
         torch.save({"network_weights": saved["network_weights"], "trainer_name": str(saved["trainer_name"]),
                     "inference_allowed_mirroring_axes": tuple(int(a) for a in saved.get("inference_allowed_mirroring_axes") or ()),
@@ -160,8 +190,8 @@ def build_manifest(results: Path, *, name: str, display_name: str, description: 
     if len(parts) != 3:
         raise InputError(f"{results} is not an nnU-Net results folder named <Trainer>__<Plans>__<configuration>")
     trainer, _, configuration = parts
-    plans = _read_json(results / "plans.json", "the nnU-Net plans")
-    dataset = _read_json(results / "dataset.json", "the nnU-Net dataset.json")
+    plans = read_json(results / "plans.json", "the nnU-Net plans")
+    dataset = read_json(results / "dataset.json", "the nnU-Net dataset.json")
     resolved = plans["configurations"][configuration]
     class_name = resolved["architecture"]["network_class_name"]
     architecture = next((key for key, spec in NETWORKS.items() if spec.class_path == class_name), class_name)
@@ -177,27 +207,57 @@ def build_manifest(results: Path, *, name: str, display_name: str, description: 
     }
 
 
-def _read_json(path: Path, what: str) -> dict:
+def _summary(manifest: dict, folds: list[str], path: Path) -> dict:
+    return {**{k: manifest.get(k) for k in SUMMARY_KEYS}, "folds": folds, "path": str(path), "broken": False}
+
+
+def _open_folder(root: Path, source: Path) -> ModelPackage:
+    files = FolderFiles(root)
+    manifest, plans, dataset_json, checkpoints = _contents(files)
+    return ModelPackage(root, manifest, plans, dataset_json, [root / c for c in checkpoints], source)
+
+
+def _inspect(path: Path) -> InstalledModel:
+    """A listing entry: the package's manifest and folds, or what is wrong with it."""
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path} is missing: {what}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"{path} is not valid JSON ({error}): {what}") from None
+        with package_files(path) as files:
+            try:
+                manifest, _, _, checkpoints = _contents(files)
+                files.verify()
+            except InputError as error:
+                return InstalledModel(path, _manifest_if_readable(files), problem=str(error))
+    except InputError as error:
+        return InstalledModel(path, problem=str(error))
+    except Exception as error:  # noqa: BLE001 (one odd package must never hide the others)
+        return InstalledModel(path, problem=f"it cannot be read ({type(error).__name__}: {error})")
+    return InstalledModel(path, manifest, [PurePosixPath(c).parent.name for c in checkpoints])
 
 
-def _unzip(path: Path) -> Path:
-    if not zipfile.is_zipfile(path):
-        raise InputError(f"{path} is a file but not a zip; give a package folder or zip")
-    with zipfile.ZipFile(path) as archive:
-        names = archive.infolist()
-        if sum(i.file_size for i in names) > MAX_UNZIPPED_BYTES:
-            raise InputError(f"{path} unpacks to more than {MAX_UNZIPPED_BYTES >> 30} GiB; refused")
-        if any(Path(i.filename).is_absolute() or ".." in Path(i.filename).parts for i in names):
-            raise InputError(f"{path} has entries outside the package folder; refused")
-        target = Path(tempfile.mkdtemp(prefix="attumamba-model-"))
-        archive.extractall(target)
-    return target
+def _contents(files) -> tuple[dict, dict, dict, list[str]]:
+    """Manifest, plans, dataset.json and checkpoint names of a package, checked for what inference needs."""
+    manifest = files.json("model.json", "the package's manifest")
+    missing = [key for key in REQUIRED_KEYS if key not in manifest]
+    if missing:
+        raise InputError(f"{files.where('model.json')} lacks {', '.join(missing)}; see DESIGN.md §3 for the manifest")
+    wrong = [key for key in ("name", "configuration") if not isinstance(manifest[key], str) or not manifest[key]]
+    if wrong:
+        raise InputError(f"{files.where('model.json')}: {', '.join(wrong)} must be a non-empty text")
+    if manifest["inputs"] not in SUPPORTED_INPUTS:
+        raise InputError(f"model {manifest['name']!r} wants inputs {manifest['inputs']}; this backend feeds CT and PET")
+    plans = files.json("plans.json", "the nnU-Net plans")
+    if manifest["configuration"] not in (plans.get("configurations") or {}):
+        raise InputError(f"plans.json has no configuration {manifest['configuration']!r} named by model.json")
+    checkpoints = files.checkpoints()
+    if not checkpoints:
+        raise InputError(f"{files.where('')} holds no fold_*/{CHECKPOINT}; the package is incomplete")
+    return manifest, plans, files.json("dataset.json", "the nnU-Net dataset.json"), checkpoints
+
+
+def _manifest_if_readable(files) -> dict:
+    try:
+        return files.json("model.json", "the package's manifest")
+    except InputError:
+        return {}
 
 
 def _package_root(unpacked: Path) -> Path:

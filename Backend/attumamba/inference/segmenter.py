@@ -23,6 +23,8 @@ import torch
 from ..devices import resolve_device
 from ..errors import InputError
 from ..io import check_same_space, resample_to
+from ..io.voxel_checks import all_finite
+from .model_grid import check_model_grid
 from .package import ModelPackage, load_weights
 from .sliding_window import predict_logits
 
@@ -78,6 +80,7 @@ class Segmenter:
         check_same_space(ct, pet)
         _check_finite(ct, "CT")
         _check_finite(pet, "PET")
+        check_model_grid(self.package, pet)
         report = _stage_reporter(progress)
         timings: dict[str, float] = {}
 
@@ -134,7 +137,7 @@ class Segmenter:
 
 
 def _check_finite(image: sitk.Image, name: str) -> None:
-    if not np.isfinite(sitk.GetArrayViewFromImage(image)).all():
+    if not all_finite(image):
         raise InputError(f"the {name} holds NaN or infinite voxels; fix or re-export the volume")
 
 

@@ -49,7 +49,7 @@ def find_studies(
     skipped += [Skipped(path, reason) for path, reason in rejected]
     dicom_studies, dicom_skipped = pair_dicom_series(series)
     file_studies, file_skipped = pair_volume_files(root, volume_files)
-    studies: list[Study] = unique_ids(dicom_studies + file_studies)
+    studies: list[Study] = unique_ids(dicom_studies + file_studies, root)
     skipped = sorted(skipped + dicom_skipped + file_skipped, key=lambda s: str(s.path))
     report(progress, 1.0, f"{len(studies)} studies found")
     return StudyScan(studies=studies, skipped=skipped)

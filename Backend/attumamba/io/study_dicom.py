@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .dicom_headers import VOLUME_MODALITIES, DicomSeries
+from .study_inputs import files_fingerprint
 from .study_types import Skipped, Study, safe_id
 
 
@@ -139,6 +140,7 @@ def _study(
         ),
         ct_series_uid=ct.series_uid,
         pet_series_uid=pet.series_uid,
+        fingerprint={"ct": files_fingerprint(ct.files), "pet": files_fingerprint(pet.files)},
     )
 
 

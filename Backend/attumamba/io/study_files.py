@@ -19,8 +19,10 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from .study_inputs import files_fingerprint
 from .study_types import Skipped, Study, safe_id
 from .volume import volume_suffix
+from .volume_headers import detached_data_problem
 
 LABEL_FOLDERS = {"labelstr", "labelsts", "labels", "masks", "segmentations", "gt"}
 LABEL_STEM = re.compile(r"^seg|[_-]seg|label|mask|lesion", re.IGNORECASE)
@@ -57,6 +59,8 @@ def pair_volume_files(
     for path in files:
         if is_label_file(path):
             skipped.append(Skipped(path, SEGMENTATION_REASON))
+        elif (unsafe := detached_data_problem(path)) is not None:  # e.g. an .mhd naming /etc/passwd
+            skipped.append(Skipped(path, unsafe))
         else:
             by_folder[path.parent].append(path)
     studies: list[Study] = []
@@ -166,4 +170,5 @@ def _file_study(name: str, ct: Path, pet: Path, description: str) -> Study:
         study_uid=None,
         frame_of_reference_uid=None,
         description=f"{description} (PET taken as SUV)",
+        fingerprint={"ct": files_fingerprint([ct]), "pet": files_fingerprint([pet])},
     )

@@ -1,15 +1,18 @@
 """The HTTP API of DESIGN.md §2 (``/v1``) on FastAPI.
 
-Every call but ``/v1/health`` needs the bearer token. Everything a caller can get wrong is a
-JSON ``{error, detail}`` with a 4xx status; an unexpected failure is a 500 with no traceback
-(that goes to the server log). Blocking work (reading uploads, lesion analysis) runs in
-FastAPI's thread pool, segmentation in the job queue's workers, so the API stays responsive.
+Every request passes :mod:`.gate` first (Host, bearer token, body caps, upload slots) before any
+body is read; every call but ``/v1/health`` (and the API docs) needs the token. Everything a
+caller can get wrong is a JSON ``{error, detail}`` with a 4xx status; an unexpected failure is a
+500 with no traceback (that goes to the server log). Blocking work (reading uploads, lesion
+analysis) runs in FastAPI's thread pool, segmentation in the job queue's workers, so the API
+stays responsive.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +29,18 @@ from .. import __version__
 from ..batch import BatchSettings
 from ..batch.outputs import BatchFolder
 from ..errors import InputError
-from ..inference import SegmentOptions, installed_models
+from ..inference import SegmentOptions, list_models, resolve_model
+from ..inference.extraction import remove_dead_leftovers
+from ..inference.loaded_models import LOADED_MODELS, LoadedModels
+from ..inference.model_grid import check_model_grid
 from ..inference.pipeline import LABELMAP_NAME
 from ..lesions import analyze
-from .auth import token_matches
+from .auth import UNAUTHORISED_DETAIL, token_matches
 from .batches import BatchRuns
-from .jobs import JobQueue, SegmenterCache
+from .gate import RequestGate
+from .health import runtime_facts
+from .holdings import Refusal
+from .jobs import JobQueue
 from .studies import Limits, StudyStore
 from .uploads import check_study, image_bytes, read_upload
 
@@ -43,7 +52,10 @@ class ServerState:
     token: str
     limits: Limits = field(default_factory=Limits)
     devices: tuple[str, ...] = ("cpu",)
-    segmenters: SegmenterCache = field(default_factory=SegmenterCache)
+    segmenters: LoadedModels = field(default_factory=lambda: LOADED_MODELS)  # shared with batch runs
+    allowed_hosts: tuple[str, ...] = ()    # Host names besides the loopback ones (see gate.py)
+    upload_slots: int = 2                  # uploads received at a time
+    instance: str = field(default_factory=lambda: secrets.token_hex(16))   # named by /v1/health
 
 
 class JobRequest(BaseModel):
@@ -74,11 +86,14 @@ def create_app(state: ServerState) -> FastAPI:
     studies = StudyStore(state.limits)
     jobs: JobQueue | None = None
     batches: BatchRuns | None = None
+    facts: dict = {}    # what /v1/health reports about the machine, found once at start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         nonlocal jobs, batches
-        jobs, batches = JobQueue(state.segmenters, state.devices), BatchRuns()
+        jobs, batches = JobQueue(state.segmenters, studies, state.devices), BatchRuns()
+        await run_in_threadpool(remove_dead_leftovers)  # model zips unpacked by processes that died
+        facts.update(await run_in_threadpool(runtime_facts, state.devices))
         yield
         batches.shutdown()
         jobs.shutdown()
@@ -86,27 +101,20 @@ def create_app(state: ServerState) -> FastAPI:
 
     app = FastAPI(title="AttUMambaSeg backend", version=__version__, lifespan=lifespan,
                   description="Whole-body PET/CT lesion segmentation with Mamba U-Nets (DESIGN.md §2).")
+    app.add_middleware(RequestGate, token=state.token, max_upload_bytes=state.limits.max_upload_bytes,
+                       allowed_hosts=state.allowed_hosts, upload_slots=state.upload_slots)
 
     def authorised(request: Request) -> None:
         if not token_matches(request.headers.get("authorization"), state.token):
-            raise ApiError(401, "unauthorised", "send 'Authorization: Bearer <token>' with the token the server wrote")
+            raise ApiError(401, "unauthorised", UNAUTHORISED_DETAIL)
 
     def study_or_404(study_id: str):
-        study = studies.get(study_id)
-        if study is None:
-            raise ApiError(404, "unknown study", f"no study {study_id!r} (expired or never uploaded); upload it again")
-        return study
+        return studies.require(study_id)  # 404 "study expired" or "unknown study", both "upload it again"
 
     def job_or_404(job_id: str):
         job = jobs.get(job_id)
         if job is None:
             raise ApiError(404, "unknown job", f"no job {job_id!r}")
-        return job
-
-    def finished_job(job_id: str):
-        job = job_or_404(job_id)
-        if job.state != "done":
-            raise ApiError(409, "job not done", f"job {job_id} is {job.state}; poll GET /v1/jobs/{job_id} until done")
         return job
 
     def batch_or_404(batch_id: str):
@@ -126,6 +134,11 @@ def create_app(state: ServerState) -> FastAPI:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
         return JSONResponse({"error": exc.error, "detail": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(Refusal)
+    async def refusal(request: Request, exc: Refusal):
+        headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else None
+        return JSONResponse({"error": exc.error, "detail": exc.detail}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(InputError)
     async def input_error(request: Request, exc: InputError):
@@ -147,18 +160,17 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.get("/v1/health")
     def health() -> dict:
-        import torch
-
-        from ..ssm.dispatch import scan_backend
-
-        cuda = torch.cuda.is_available()
-        return {"status": "ok", "version": __version__, "devices": list(state.devices), "cuda": cuda,
-                "scan": {device: scan_backend(device) for device in state.devices},
-                "mamba_ssm_kernels": cuda and scan_backend("cuda") == "mamba_ssm-cuda"}
+        return {"status": "ok", "version": __version__, **facts, "instance": state.instance}
 
     @app.get("/v1/models", dependencies=[Depends(authorised)])
     def models() -> list[dict]:
-        return [model.summary() for model in installed_models()]
+        return [model.summary() for model in list_models()]  # broken packages too, with their reason
+
+    @app.get("/v1/status", dependencies=[Depends(authorised)])
+    def status() -> dict:
+        """What the service holds in memory (one budget: --study-cache-mb), its queues and loaded models."""
+        return {"memory": studies.holdings.usage(), "jobs": jobs.counts(), "max_queued_jobs": jobs.max_queued,
+                "models_loaded": state.segmenters.describe()}
 
     @app.post("/v1/studies", dependencies=[Depends(authorised)])
     async def upload_study(ct: UploadFile = File(...), pet: UploadFile = File(...), meta: str | None = Form(None)):
@@ -178,7 +190,8 @@ def create_app(state: ServerState) -> FastAPI:
         study = study_or_404(request.study_id)
         options = SegmentOptions.from_dict(request.options)
         device = request.device or state.devices[0]
-        return jobs.submit(study, request.model, device, request.tta, options).status()
+        check_model_grid(resolve_model(request.model), study.pet)  # a header's spacing can ask for terabytes
+        return jobs.submit(study.study_id, request.model, device, request.tta, options).status()
 
     @app.get("/v1/jobs/{job_id}", dependencies=[Depends(authorised)])
     def job_status(job_id: str) -> dict:
@@ -191,25 +204,27 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.get("/v1/jobs/{job_id}/labelmap", dependencies=[Depends(authorised)])
     async def labelmap(job_id: str) -> Response:
-        job = finished_job(job_id)
-        data = await run_in_threadpool(image_bytes, job.instances)
-        return Response(data, media_type="application/octet-stream",
+        return Response(jobs.result(job_id).labelmap_nrrd, media_type="application/octet-stream",
                         headers={"Content-Disposition": f'attachment; filename="lesions_{job_id}.nrrd"'})
 
     @app.get("/v1/jobs/{job_id}/lesions", dependencies=[Depends(authorised)])
     def lesions(job_id: str) -> dict:
-        return finished_job(job_id).report
+        return jobs.result(job_id).report
 
     @app.post("/v1/studies/{study_id}/measure", dependencies=[Depends(authorised)])
     async def measure(study_id: str, labelmap: UploadFile = File(...), options: str | None = Form(None)):
-        study = study_or_404(study_id)
         try:
             chosen = SegmentOptions.from_dict(json.loads(options) if options else {})
         except json.JSONDecodeError as error:
             raise ApiError(422, "invalid input", f"options is not JSON: {error}") from None
-        labels = await run_in_threadpool(read_upload, labelmap.file, labelmap.filename, "the labelmap", state.limits)
-        return await run_in_threadpool(analyze, labels, study.ct, study.pet, min_volume_ml=chosen.min_volume_ml,
-                                       min_suv_max=chosen.min_suv_max)
+        study = studies.require(study_id, pin=True)  # held (not evicted) while it is measured
+        try:
+            labels = await run_in_threadpool(read_upload, labelmap.file, labelmap.filename, "the labelmap",
+                                            state.limits, labels=True)
+            return await run_in_threadpool(analyze, labels, study.ct, study.pet, min_volume_ml=chosen.min_volume_ml,
+                                           min_suv_max=chosen.min_suv_max)
+        finally:
+            studies.unpin(study_id)
 
     @app.post("/v1/batches", dependencies=[Depends(authorised)], status_code=202)
     def submit_batch(request: BatchRequest) -> dict:

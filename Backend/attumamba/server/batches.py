@@ -132,7 +132,7 @@ def _found(run: BatchRun, studies: list[FoundStudy], todo: list[FoundStudy]) -> 
         status = StudyStatus(study.study_id)
         if study.study_id not in waiting:
             status.state, status.progress, status.stage = "kept", 1.0, "finished by an earlier run"
-            _fill_totals(status, folder.record(study.study_id))
+            _fill_totals(status, folder.record(study))
         run.studies[study.study_id] = status
     run.message = f"{len(todo)} studies to segment, {len(studies) - len(todo)} kept from before"
 

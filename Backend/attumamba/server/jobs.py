@@ -1,26 +1,31 @@
-"""The job queue: one worker thread per device, progress and cancellation, results kept for a while.
+"""The job queue: one worker thread per device, a bounded queue, progress and cancellation.
 
 A GPU (or the CPU) runs one segmentation at a time, so jobs for a device queue behind each
-other; a cancelled queued job never starts, a cancelled running one stops at the next tile.
-Loaded models are cached per (model, device, TTA) so the second job does not pay for loading.
+other (at most ``Limits.max_queued_jobs``; more get a 429 and ``Retry-After``); a cancelled
+queued job never starts, a cancelled running one stops at the next tile. A queued or running
+job pins its study in the store; a finished job's result (the labelmap as the NRRD bytes a
+client downloads, and the report) is held in the same byte budget as the studies, so it can
+expire like them. Models come from the process-wide :data:`LOADED_MODELS`, which batch runs
+share: the same model is never loaded twice onto a device.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import SimpleITK as sitk
-
 from ..errors import CancelledError, InputError
-from ..inference import SegmentOptions, Segmenter, resolve_model, run_study
-from .studies import Study
+from ..inference import SegmentOptions, run_study
+from ..inference.loaded_models import LoadedModels
+from .holdings import RETRY_AFTER_S, Refusal
+from .studies import Study, StudyStore
+from .uploads import image_bytes
 
 log = logging.getLogger("attumamba.server")
 
@@ -29,13 +34,24 @@ FINISHED = ("done", "failed", "cancelled")
 
 
 @dataclass
+class JobResult:
+    labelmap_nrrd: bytes
+    report: dict
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.labelmap_nrrd) + len(json.dumps(self.report))
+
+
+@dataclass
 class Job:
     job_id: str
-    study: Study
+    study_id: str
     model: str | None
     device: str
     tta: bool
     options: SegmentOptions
+    study: Study | None = None   # only while queued or running (pinned in the store meanwhile)
     state: str = "queued"
     progress: float = 0.0
     stage: str = "queued"
@@ -43,38 +59,25 @@ class Job:
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
-    instances: sitk.Image | None = None
-    report: dict | None = None
     timings: dict = field(default_factory=dict)
+    result: str = ""             # of a done job: "held", or "expired" (dropped from memory)
+    result_note: str = ""        # why a result was never held
     cancel_requested: threading.Event = field(default_factory=threading.Event)
 
     def status(self) -> dict:
-        return {"job_id": self.job_id, "study_id": self.study.study_id, "model": self.model, "state": self.state,
+        return {"job_id": self.job_id, "study_id": self.study_id, "model": self.model, "state": self.state,
                 "progress": round(self.progress, 4), "stage": self.stage, "message": self.message,
-                "created": self.created, "started": self.started, "finished": self.finished, "timings": self.timings}
-
-
-class SegmenterCache:
-    """Loaded models by (model, device, tta); loading happens in the worker, never in a request."""
-
-    def __init__(self, factory: Callable[[str | None, str, bool], Segmenter] | None = None):
-        self._factory = factory or (lambda model, device, tta: Segmenter(resolve_model(model), device, tta=tta))
-        self._cache: dict[tuple, Segmenter] = {}
-        self._lock = threading.Lock()
-
-    def get(self, model: str | None, device: str, tta: bool) -> Segmenter:
-        key = (model, device, tta)
-        with self._lock:
-            if key not in self._cache:
-                self._cache[key] = self._factory(model, device, tta)
-            return self._cache[key]
+                "created": self.created, "started": self.started, "finished": self.finished, "timings": self.timings,
+                "result": self.result or None}
 
 
 class JobQueue:
-    """Submit, inspect and cancel jobs; finished jobs are kept (newest ``keep_finished``) for download."""
+    """Submit, inspect and cancel jobs; the newest ``keep_finished`` finished jobs stay listed."""
 
-    def __init__(self, segmenters: SegmenterCache, devices: tuple[str, ...] = ("cpu",), keep_finished: int = 32):
-        self.segmenters, self.keep_finished = segmenters, keep_finished
+    def __init__(self, segmenters: LoadedModels, studies: StudyStore, devices: tuple[str, ...] = ("cpu",),
+                 keep_finished: int = 1000):
+        self.segmenters, self.studies, self.keep_finished = segmenters, studies, keep_finished
+        self.max_queued = studies.limits.max_queued_jobs
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self._queues = {device: queue.Queue() for device in devices}
@@ -83,11 +86,16 @@ class JobQueue:
         for worker in self._workers:
             worker.start()
 
-    def submit(self, study: Study, model: str | None, device: str, tta: bool, options: SegmentOptions) -> Job:
+    def submit(self, study_id: str, model: str | None, device: str, tta: bool, options: SegmentOptions) -> Job:
         if device not in self._queues:
             raise InputError(f"device {device!r} is not served here; this backend runs {', '.join(self._queues)}")
-        job = Job(uuid.uuid4().hex, study, model, device, tta, options)
         with self._lock:
+            waiting = self._count(device, "queued")
+            if waiting >= self.max_queued:
+                raise Refusal(429, "too many jobs", f"{waiting} jobs already wait for the {device} (the most this "
+                              "service queues); try again when some have finished", RETRY_AFTER_S)
+            job = Job(uuid.uuid4().hex, study_id, model, device, tta, options,
+                      study=self.studies.require(study_id, pin=True))
             self._jobs[job.job_id] = job
             self._forget_old()
         self._queues[device].put(job)
@@ -95,15 +103,43 @@ class JobQueue:
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
-            return self._jobs.get(job_id)
+            job = self._jobs.get(job_id)
+        if job is not None and job.result == "held" and not self.studies.holdings.holds(("result", job_id)):
+            job.result = "expired"
+        return job
+
+    def result(self, job_id: str) -> JobResult:
+        """A done job's result, or a refusal that says why there is none (unknown, not done, expired)."""
+        job = self.get(job_id)
+        if job is None:
+            raise Refusal(404, "unknown job", f"no job {job_id!r}")
+        if job.state != "done":
+            raise Refusal(409, "job not done", f"job {job_id} is {job.state}; poll GET /v1/jobs/{job_id} until done")
+        result = self.studies.holdings.get(("result", job_id))
+        if result is None:
+            job.result = "expired"
+            reason = self.studies.holdings.why_gone(("result", job_id)) or job.result_note or "it was dropped"
+            raise Refusal(410, "result expired", f"the result of job {job_id} is no longer held: {reason}; "
+                                                 "run the job again (POST /v1/jobs)")
+        return result
 
     def cancel(self, job_id: str) -> Job | None:
         job = self.get(job_id)
-        if job is not None and job.state not in FINISHED:
-            job.cancel_requested.set()
-            if job.state == "queued":
-                self._finish(job, "cancelled", "cancelled before it started")
+        if job is None:
+            return None
+        job.cancel_requested.set()
+        with self._lock:
+            queued = job.state == "queued"
+            if queued:
+                job.state = "cancelling"  # the worker skips it; only this thread finishes it
+        if queued:
+            self._finish(job, "cancelled", "cancelled before it started")
         return job
+
+    def counts(self) -> dict:
+        with self._lock:
+            return {device: {"queued": self._count(device, "queued"), "running": self._count(device, "running")}
+                    for device in self._queues}
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Cancel every unfinished job and stop the workers."""
@@ -118,19 +154,13 @@ class JobQueue:
 
     def _work(self, device: str) -> None:
         while (job := self._queues[device].get()) is not None:
-            if job.state != "queued":
-                continue  # cancelled while waiting
-            job.state, job.started, job.stage = "running", time.time(), "loading model"
+            with self._lock:
+                if job.state != "queued":
+                    continue  # cancelled while waiting
+                job.state, job.started, job.stage = "running", time.time(), "loading model"
             try:
-                segmenter = self.segmenters.get(job.model, device, job.tta)
-                if job.cancel_requested.is_set():
-                    raise CancelledError("segmentation cancelled")
-                result = run_study(segmenter, job.study.ct, job.study.pet, job.options,
-                                   progress=lambda fraction, stage: self._progress(job, fraction, stage),
-                                   should_cancel=job.cancel_requested.is_set)
-                job.instances, job.report, job.timings = result.instances, result.report, result.timings
-                job.progress = 1.0
-                self._finish(job, "done", f"{result.report['totals']['n_lesions']} lesions")
+                result = self._segment(job, device)
+                self._finish(job, "done", f"{result.report['totals']['n_lesions']} lesions", result)
             except CancelledError:
                 self._finish(job, "cancelled", "cancelled on request")
             except InputError as error:
@@ -139,16 +169,46 @@ class JobQueue:
                 log.exception("job %s failed", job.job_id)
                 self._finish(job, "failed", f"internal error ({type(error).__name__}); see the server log")
 
+    def _segment(self, job: Job, device: str) -> JobResult:
+        def waiting() -> None:
+            job.stage = "waiting for the device (a batch run is using it)"
+
+        with self.segmenters.using(job.model, device, job.tta, should_cancel=job.cancel_requested.is_set,
+                                   on_wait=waiting) as segmenter:
+            if job.cancel_requested.is_set():
+                raise CancelledError("segmentation cancelled")
+            job.stage = "segmenting"
+            outcome = run_study(segmenter, job.study.ct, job.study.pet, job.options,
+                                progress=lambda fraction, stage: self._progress(job, fraction, stage),
+                                should_cancel=job.cancel_requested.is_set)
+        job.timings = outcome.timings
+        job.stage = "packing the result"
+        return JobResult(image_bytes(outcome.instances), outcome.report)
+
     @staticmethod
     def _progress(job: Job, fraction: float, stage: str) -> None:
         job.progress, job.stage = 0.97 * fraction, stage  # the last 3 %: lesion analysis
 
-    @staticmethod
-    def _finish(job: Job, state: str, message: str) -> None:
-        job.state, job.message, job.finished = state, message, time.time()
-        job.stage = state
+    def _finish(self, job: Job, state: str, message: str, result: JobResult | None = None) -> None:
+        """Unpin the study, hold the result (both before the job reads as finished), then finish."""
+        study, job.study = job.study, None
+        if study is not None:
+            self.studies.unpin(study.study_id)
+        if result is not None:
+            try:
+                self.studies.holdings.put(("result", job.job_id), result, result.nbytes, "the job's result")
+                job.result = "held"
+            except (InputError, Refusal) as error:
+                job.result, job.result_note = "expired", str(error)
+            job.progress = 1.0
+        with self._lock:
+            job.state, job.message, job.finished, job.stage = state, message, time.time(), state
+
+    def _count(self, device: str, state: str) -> int:
+        return sum(job.device == device and job.state == state for job in self._jobs.values())
 
     def _forget_old(self) -> None:
         finished = [job_id for job_id, job in self._jobs.items() if job.state in FINISHED]
         for job_id in finished[: max(0, len(finished) - self.keep_finished)]:
             del self._jobs[job_id]
+            self.studies.holdings.discard(("result", job_id), "its job was forgotten")

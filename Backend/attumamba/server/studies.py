@@ -1,28 +1,28 @@
-"""Uploaded studies kept in memory for segmenting and re-measuring, evicted by size and age.
+"""Uploaded studies kept in memory for segmenting and re-measuring, within the service's byte
+budget (:mod:`.holdings`, shared with job results) and pinned while a job needs them.
 
 Reading the uploaded files safely is :mod:`.uploads`' job.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
+from .holdings import Holdings, Refusal
 
 
 @dataclass(frozen=True)
 class Limits:
     max_upload_bytes: int = 2 << 30        # per file
     max_voxels: int = 1024 * 1024 * 1024   # per volume (e.g. CT 512×512×4000)
-    max_studies_bytes: int = 8 << 30       # all studies kept in memory
-    study_ttl_s: float = 4 * 3600.0        # unused studies are dropped after this
+    max_decoded_bytes: int = 2 << 30       # per volume once decoded, checked from its header (see uploads.py)
+    max_studies_bytes: int = 8 << 30       # everything held in memory: studies and job results
+    study_ttl_s: float = 4 * 3600.0        # unused studies and results are dropped after this
+    max_queued_jobs: int = 16              # per device; more are refused with 429 and Retry-After
 
 
 @dataclass
@@ -31,7 +31,6 @@ class Study:
     ct: sitk.Image
     pet: sitk.Image
     meta: dict = field(default_factory=dict)
-    last_used: float = field(default_factory=time.monotonic)
 
     @property
     def nbytes(self) -> int:
@@ -42,50 +41,39 @@ class Study:
 
 
 class StudyStore:
-    """Thread-safe studies by id, least recently used first out when over the byte cap or too old."""
+    """Studies by id in the service's :class:`.holdings.Holdings` (its own when none is given)."""
 
-    def __init__(self, limits: Limits):
+    def __init__(self, limits: Limits, holdings: Holdings | None = None):
         self.limits = limits
-        self._studies: OrderedDict[str, Study] = OrderedDict()
-        self._lock = threading.Lock()
+        self.holdings = holdings or Holdings(limits.max_studies_bytes, limits.study_ttl_s)
 
     def add(self, ct: sitk.Image, pet: sitk.Image, meta: dict | None = None) -> Study:
         study = Study(uuid.uuid4().hex, ct, pet, dict(meta or {}))
-        if study.nbytes > self.limits.max_studies_bytes:
-            raise InputError(f"the study needs {study.nbytes >> 20} MiB, more than the store's "
-                             f"{self.limits.max_studies_bytes >> 20} MiB")
-        with self._lock:
-            self._studies[study.study_id] = study
-            self._evict(keep=study.study_id)
+        self.holdings.put(("study", study.study_id), study, study.nbytes, "the study")
         return study
 
     def get(self, study_id: str) -> Study | None:
-        with self._lock:
-            self._evict()
-            study = self._studies.get(study_id)
-            if study is not None:
-                study.last_used = time.monotonic()
-                self._studies.move_to_end(study_id)
+        return self.holdings.get(("study", study_id))
+
+    def require(self, study_id: str, *, pin: bool = False) -> Study:
+        """The study (pinned until :meth:`unpin` if asked), or a 404 that says it expired or never was."""
+        study = self.holdings.get(("study", study_id), pin=pin)
+        if study is not None:
             return study
+        reason = self.holdings.why_gone(("study", study_id))
+        if reason:
+            raise Refusal(404, "study expired", f"study {study_id} is no longer held: {reason}; upload it again")
+        raise Refusal(404, "unknown study", f"no study {study_id!r} (never uploaded here, or the backend restarted "
+                                            "since); upload it again")
+
+    def unpin(self, study_id: str) -> None:
+        self.holdings.unpin(("study", study_id))
 
     def clear(self) -> None:
-        with self._lock:
-            self._studies.clear()
+        self.holdings.clear()
 
     def __len__(self) -> int:
-        return len(self._studies)
-
-    def _evict(self, keep: str | None = None) -> None:
-        now = time.monotonic()
-        for study_id in [k for k, s in self._studies.items() if now - s.last_used > self.limits.study_ttl_s]:
-            if study_id != keep:
-                del self._studies[study_id]
-        total = sum(s.nbytes for s in self._studies.values())
-        for study_id in list(self._studies):
-            if total <= self.limits.max_studies_bytes:
-                break
-            if study_id != keep:
-                total -= self._studies.pop(study_id).nbytes
+        return self.holdings.count("study")
 
 
 def _image_bytes(image: sitk.Image) -> int:
