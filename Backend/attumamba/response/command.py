@@ -32,20 +32,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def reader_inputs(path: Path | None):
     """The reader's choices from a JSON file (InputError for anything unknown or unreadable)."""
-    from .assess import ReaderInputs
-
     if path is None:
-        return ReaderInputs()
+        return reader_from_dict({})
     try:
         given = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise InputError(f"--reader {path} is not a readable JSON file ({error})") from None
+    return reader_from_dict(given, where="--reader")
+
+
+def reader_from_dict(given: object, where: str = "reader"):
+    """:class:`ReaderInputs` from JSON-like values, every key and type checked."""
+    from .assess import ReaderInputs
+
+    if not isinstance(given, dict):
+        raise InputError(f"{where}: give a JSON object")
     known = set(ReaderInputs.__dataclass_fields__)
-    unknown = sorted(set(given) - known) if isinstance(given, dict) else ["(not a JSON object)"]
+    unknown = sorted(set(given) - known)
     if unknown:
-        raise InputError(f"--reader: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    if "lesion_info" in given:
-        given["lesion_info"] = {int(k): v for k, v in given["lesion_info"].items()}
+        raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    given = dict(given)
+    try:
+        if "lesion_info" in given:
+            given["lesion_info"] = {int(k): dict(v) for k, v in given["lesion_info"].items()}
+        for key in ("targets", "not_lesions"):
+            if given.get(key) is not None:
+                given[key] = [int(i) for i in given[key]]
+        for key in ("liver", "blood_pool"):
+            given[key] = {when: (None if xyz is None else tuple(float(c) for c in xyz))
+                          for when, xyz in (given.get(key) or {}).items() if when in ("baseline", "follow_up")}
+    except (TypeError, ValueError, AttributeError) as error:
+        raise InputError(f"{where}: a value has the wrong type ({error}); see compare --help") from None
     return ReaderInputs(**given)
 
 

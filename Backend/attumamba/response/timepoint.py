@@ -46,21 +46,21 @@ def load_time_point(name: str, path: str | Path, *, labels: str | Path | None = 
     if labels is None and (path / LABELMAP_NAME).is_file() and record.is_file():
         ct, pet = _inputs_of(name, record)
         labelmap = sitk.ReadImage(str(path / LABELMAP_NAME))
-        return _measured(name, ct, pet, labelmap, f"result folder {path}", patient)
+        return measured(name, ct, pet, labelmap, f"result folder {path}", patient)
     study = _one_study(name, path)
     ct, pet = study.load_ct(), study.load_pet()
     check_pet_is_suv(pet)
     if labels is not None:
-        return _measured(name, ct, pet, load_volume(labels), f"study {path} with labelmap {labels}", patient)
+        return measured(name, ct, pet, load_volume(labels), f"study {path} with labelmap {labels}", patient)
     from ..inference import Segmenter, resolve_model, run_study
 
     package = resolve_model(model)
     result = run_study(Segmenter(package, device), ct, pet, progress=progress)
-    return _measured(name, ct, pet, result.instances, f"study {path}, segmented by {package.name}", patient,
+    return measured(name, ct, pet, result.instances, f"study {path}, segmented by {package.name}", patient,
                      segmented_by=package.name)
 
 
-def _measured(name, ct, pet, labelmap, source, patient, segmented_by=None) -> TimePoint:
+def measured(name, ct, pet, labelmap, source, patient=None, segmented_by=None) -> TimePoint:
     """Re-measure ``labelmap`` (onto the CT grid first when it lies on another) with CT and PET."""
     if labelmap.GetSize() != ct.GetSize() or labelmap.GetOrigin() != ct.GetOrigin():
         labelmap = resample_to(labelmap, ct, kind="label")

@@ -29,6 +29,7 @@ from .. import __version__
 from ..batch import BatchSettings
 from ..batch.outputs import BatchFolder
 from ..errors import InputError
+from ..response.command import reader_from_dict
 from ..inference import SegmentOptions, list_models, resolve_model
 from ..inference.extraction import remove_dead_leftovers
 from ..inference.loaded_models import LOADED_MODELS, LoadedModels
@@ -37,6 +38,7 @@ from ..inference.pipeline import LABELMAP_NAME
 from ..lesions import analyze
 from .auth import UNAUTHORISED_DETAIL, token_matches
 from .batches import BatchRuns
+from .responses import ResponseRuns
 from .gate import RequestGate
 from .health import runtime_facts
 from .holdings import Refusal
@@ -66,6 +68,18 @@ class JobRequest(BaseModel):
     options: dict = Field(default_factory=dict)
 
 
+class TimePointRequest(BaseModel):
+    study_id: str
+    job_id: str                            # a finished job of that study: its labelmap is the lesions
+
+
+class ResponseRequest(BaseModel):
+    baseline: TimePointRequest
+    follow_up: TimePointRequest
+    reader: dict = Field(default_factory=dict)   # the keys of ``compare --reader``
+    deformable: bool = True
+
+
 class BatchRequest(BaseModel):
     input_dir: str                         # absolute paths on the backend's machine
     output_dir: str
@@ -86,15 +100,18 @@ def create_app(state: ServerState) -> FastAPI:
     studies = StudyStore(state.limits)
     jobs: JobQueue | None = None
     batches: BatchRuns | None = None
+    responses: ResponseRuns | None = None
     facts: dict = {}    # what /v1/health reports about the machine, found once at start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        nonlocal jobs, batches
+        nonlocal jobs, batches, responses
         jobs, batches = JobQueue(state.segmenters, studies, state.devices), BatchRuns()
+        responses = ResponseRuns(studies, jobs)
         await run_in_threadpool(remove_dead_leftovers)  # model zips unpacked by processes that died
         facts.update(await run_in_threadpool(runtime_facts, state.devices))
         yield
+        responses.shutdown()
         batches.shutdown()
         jobs.shutdown()
         studies.clear()
@@ -116,6 +133,12 @@ def create_app(state: ServerState) -> FastAPI:
         if job is None:
             raise ApiError(404, "unknown job", f"no job {job_id!r}")
         return job
+
+    def response_or_404(response_id: str):
+        run = responses.get(response_id)
+        if run is None:
+            raise ApiError(404, "unknown response", f"no response assessment {response_id!r}")
+        return run
 
     def batch_or_404(batch_id: str):
         run = batches.get(batch_id)
@@ -258,6 +281,23 @@ def create_app(state: ServerState) -> FastAPI:
         stored = studies.add(ct, pet, {"batch_id": batch_id, "batch_study": study_id})
         report = json.loads((folder / "lesions.json").read_text())
         return {**stored.describe(), "report": report}
+
+    @app.post("/v1/responses", dependencies=[Depends(authorised)], status_code=202)
+    def submit_response(request: ResponseRequest) -> dict:
+        """Response assessment of two stored studies from their finished jobs' labelmaps."""
+        reader = reader_from_dict(request.reader)
+        return responses.submit({"baseline": request.baseline.study_id, "follow_up": request.follow_up.study_id},
+                                {"baseline": request.baseline.job_id, "follow_up": request.follow_up.job_id},
+                                reader, request.deformable).status()
+
+    @app.get("/v1/responses/{response_id}", dependencies=[Depends(authorised)])
+    def response_status(response_id: str) -> dict:
+        return response_or_404(response_id).status()
+
+    @app.delete("/v1/responses/{response_id}", dependencies=[Depends(authorised)])
+    def cancel_response(response_id: str) -> dict:
+        response_or_404(response_id)
+        return responses.cancel(response_id).status()
 
     @app.get("/v1/studies/{study_id}/volumes/{which}", dependencies=[Depends(authorised)])
     async def study_volume(study_id: str, which: str) -> Response:
