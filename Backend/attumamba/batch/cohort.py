@@ -46,8 +46,10 @@ def study_row(folder: BatchFolder, study: Study) -> tuple[dict, list[dict]]:
     return row, lesions
 
 
-def write_cohort(folder: BatchFolder, studies: list[Study], skipped: list[Skipped], title: str) -> dict[str, Path]:
-    """``cohort_studies.csv``, ``cohort_lesions.csv`` and ``report.html`` in the output folder."""
+def write_cohort(folder: BatchFolder, studies: list[Study], skipped: list[Skipped], title: str,
+                 responses: list[dict] | None = None) -> dict[str, Path]:
+    """``cohort_studies.csv``, ``cohort_lesions.csv`` and ``report.html`` (with the pairs' responses) in
+    the output folder."""
     rows, lesions = [], []
     for study in studies:
         row, study_lesions = study_row(folder, study)
@@ -56,7 +58,7 @@ def write_cohort(folder: BatchFolder, studies: list[Study], skipped: list[Skippe
     return {
         "studies": write_atomic(folder.root / STUDIES_CSV, _csv(STUDY_COLUMNS, rows)),
         "lesions": write_atomic(folder.root / LESIONS_CSV, _csv(("study_id", *CSV_COLUMNS), lesions)),
-        "html": write_atomic(folder.root / REPORT_HTML, _html(rows, skipped, title)),
+        "html": write_atomic(folder.root / REPORT_HTML, _html(rows, skipped, title, responses or [])),
     }
 
 
@@ -72,7 +74,20 @@ def _number(value, digits: int = 1) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
 
 
-def _html(rows: list[dict], skipped: list[Skipped], title: str) -> str:
+def _responses_html(responses: list[dict]) -> str:
+    if not responses:
+        return ""
+    cells = ("patient", "baseline", "follow_up", "status", "recist", "percist", "deauville", "sum_change_pct",
+             "new_lesions", "reason")
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in cells) + "</tr>"
+                   for r in responses)
+    links = "".join(f'<li><a href="responses/{safe_id(r["patient"])}/response.png">{html.escape(r["patient"])}</a></li>'
+                    for r in responses if r["status"] == "done")
+    return (f"<h2>Response (baseline → follow-up)</h2><table><tr>{''.join(f'<th>{c}</th>' for c in cells)}</tr>"
+            f"{body}</table><ul>{links}</ul>")
+
+
+def _html(rows: list[dict], skipped: list[Skipped], title: str, responses: list[dict]) -> str:
     counts = {status: sum(1 for r in rows if r["status"] == status) for status in ("done", "failed", "not run")}
     cards = []
     for row in rows:
@@ -108,6 +123,7 @@ figure img {{ width: 100%; }} figcaption {{ font-size: 0.85em; }}
 <a href="{LESIONS_CSV}">{LESIONS_CSV}</a>.</p>
 <table><tr><th>study</th><th>status</th><th>lesions</th><th>measurable</th><th>MTV mL</th><th>TLG</th>
 <th>SUVmax</th><th>reason</th></tr>{table}</table>
+{_responses_html(responses)}
 {''.join(cards)}
 {f'<h2>Skipped during discovery</h2><ul>{skipped_items}</ul>' if skipped else ''}
 <p><small>Automatic segmentation for research; review every lesion before use.</small></p>

@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-volume", type=float, default=0.0, metavar="ML", help="drop lesions below this volume")
     parser.add_argument("--min-suv-max", type=float, default=None, metavar="SUV",
                         help="drop lesions whose SUVmax is below this")
+    parser.add_argument("--pairs", type=Path, metavar="PAIRS.csv",
+                        help="compare pairs of studies (CSV: patient,baseline,follow_up with study ids) once they are "
+                             "segmented: OUT/responses/<patient>/ and OUT/cohort_responses.csv")
     parser.set_defaults(func=run_batch_command)
 
 
@@ -62,12 +65,16 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
     try:
         summary = run_batch(args.study_dir, args.out, settings, resume=args.resume, workers=args.workers,
-                            ray_address=args.ray, on_found=on_found, on_progress=on_progress, on_done=on_done)
+                            ray_address=args.ray, on_found=on_found, on_progress=on_progress, on_done=on_done,
+                            pairs_csv=args.pairs)
     finally:
         bar.close()
     kept = f", {len(summary.already_done)} kept from before" if summary.already_done else ""
     print(f"{len(summary.done)} studies segmented, {len(summary.failed)} failed{kept}; "
           f"{summary.skipped_inputs} input items skipped (see {summary.files.get('html', args.out)})")
+    for row in summary.responses:
+        found = f"RECIST {row['recist']}, PERCIST {row['percist']}" if row["status"] == "done" else row["reason"]
+        print(f"  response {row['patient']} ({row['baseline']} → {row['follow_up']}): {found}")
     for study_id, reason in summary.redone.items():
         print(f"  redone {study_id}: {reason}")
     for study_id, reason in summary.failed.items():

@@ -23,6 +23,7 @@ from ..io.study_types import Study
 from . import executors
 from .cohort import write_cohort
 from .outputs import BatchFolder, write_atomic
+from .responses import assess_pairs, read_pairs
 from .task import BatchSettings, StudyOutcome
 
 #: (study_id, fraction of that study, stage) while a study runs
@@ -41,6 +42,7 @@ class BatchSummary:
     redone: dict[str, str] = field(default_factory=dict)  # study id → why its earlier results were not kept
     skipped_inputs: int = 0
     files: dict[str, Path] = field(default_factory=dict)
+    responses: list[dict] = field(default_factory=list)  # a row per compared pair (--pairs)
 
     @property
     def ok(self) -> bool:
@@ -50,8 +52,9 @@ class BatchSummary:
 def run_batch(root: str | Path, out: str | Path, settings: BatchSettings | None = None, *, resume: bool = False,
               workers: int = 1, ray_address: str | None = None, on_found: Callable[[list[Study], list[Study]], None] | None = None,
               on_progress: StudyProgress | None = None, on_done: StudyDone | None = None,
-              should_cancel: Callable[[], bool] | None = None) -> BatchSummary:
-    """Segment every study under ``root`` into ``out``; see the module docstring."""
+              should_cancel: Callable[[], bool] | None = None, pairs_csv: str | Path | None = None) -> BatchSummary:
+    """Segment every study under ``root`` into ``out``; see the module docstring. ``pairs_csv`` names
+    (patient, baseline, follow-up) studies to compare once they are segmented (:mod:`.responses`)."""
     settings = settings or BatchSettings()
     if workers < 1:
         raise InputError(f"--workers must be at least 1, not {workers}")
@@ -64,15 +67,16 @@ def run_batch(root: str | Path, out: str | Path, settings: BatchSettings | None 
     folder.refuse_earlier_results(resume)
     with folder.locked():  # held to the end: a second run on this folder is refused at once
         return _run_locked(folder, root, settings, resume, workers, ray_address, on_found, on_progress, on_done,
-                           cancel)
+                           cancel, pairs_csv)
 
 
 def _run_locked(folder: BatchFolder, root, settings: BatchSettings, resume: bool, workers: int,
-                ray_address: str | None, on_found, on_progress, on_done, cancel) -> BatchSummary:
+                ray_address: str | None, on_found, on_progress, on_done, cancel, pairs_csv=None) -> BatchSummary:
     scan = find_studies(root, cancel=cancel)
     if not scan.studies:
         reasons = "; ".join(f"{s.path.name}: {s.reason}" for s in scan.skipped[:5])
         raise InputError(f"no CT + PET study found under {root}" + (f" (skipped {reasons})" if reasons else ""))
+    pairs = read_pairs(pairs_csv, {s.study_id for s in scan.studies}) if pairs_csv else []   # before any work
     folder.prepare(resume)
     summary = BatchSummary(folder.root, len(scan.studies), skipped_inputs=len(scan.skipped))
     todo = []
@@ -105,8 +109,11 @@ def _run_locked(folder: BatchFolder, root, settings: BatchSettings, resume: bool
             executors.run_in_workers(todo, settings, workers, progress, finished, cancel)
         else:
             executors.run_here(todo, settings, progress, finished, cancel)
+        if pairs:
+            summary.responses = assess_pairs(folder, pairs, {s.study_id: s for s in scan.studies}, cancel)
     finally:  # also after a cancel: the cohort files describe what is there
-        summary.files = write_cohort(folder, scan.studies, scan.skipped, f"AttUMambaSeg batch: {Path(root).name}")
+        summary.files = write_cohort(folder, scan.studies, scan.skipped, f"AttUMambaSeg batch: {Path(root).name}",
+                                     responses=summary.responses)
         _write_run_record(folder, root, settings, summary, started, workers, ray_address)
     return summary
 
