@@ -87,3 +87,118 @@ def test_empty_ground_truth_follows_autopet_iii():
     assert m["fpv_ml"] == pytest.approx(8 / 1000.0)
     empty = evaluate_case(gt, gt, (1.0, 1.0, 1.0))
     assert empty["fpv_ml"] == 0.0 and math.isnan(empty["dice"])
+
+
+# Lesion detection by autoPET V's rule: 18-connected lesions, matched at IoU >= 0.1, several-to-one unpunished.
+
+def _detect(pred, gt) -> dict:
+    """The detection columns of evaluate_case (1-mm voxels)."""
+    from attumamba import metrics
+
+    scores = metrics.evaluate_case(pred, gt, (1.0, 1.0, 1.0))
+    return {key[len("lesion_"):]: value for key, value in scores.items() if key.startswith("lesion_")}
+
+
+def _counts(pred, gt) -> tuple[int, int, int]:
+    found = _detect(pred, gt)
+    return found["tp"], found["fp"], found["fn"]
+
+
+def _cube(shape=(20, 20, 20)) -> np.ndarray:
+    return np.zeros(shape, bool)
+
+
+def test_a_lesion_found_is_one_true_positive():
+    gt = _cube()
+    gt[4:7, 4:7, 4:7] = True
+    pred = gt.copy()
+    pred[4, 4, 4] = False                 # a slightly smaller prediction still matches
+    assert _detect(pred, gt) == {"tp": 1, "fp": 0, "fn": 0, "precision": 1.0, "recall": 1.0, "f1": 1.0}
+
+
+def test_a_lesion_split_in_two_counts_once_and_a_sliver_of_it_is_a_false_positive():
+    gt = _cube()
+    gt[5:7, 5:7, 2:12] = True             # a 40-voxel bar
+    pred = _cube()
+    pred[5:7, 5:7, 2:6] = True            # 16 voxels: IoU 0.4
+    pred[5:7, 5:7, 8:12] = True           # 16 voxels: IoU 0.4, a separate component
+    assert _counts(pred, gt) == (1, 0, 0)
+    sliver = pred.copy()
+    sliver[5, 5:7, 7] = False
+    sliver[5:7, 5:7, 8:12] = False
+    sliver[5, 5:7, 10] = True             # 2 voxels: IoU 0.05 < 0.1
+    assert _counts(sliver, gt) == (1, 1, 0)
+
+
+def test_two_lesions_merged_into_one_prediction_both_count_while_it_keeps_iou_01():
+    gt = _cube()
+    gt[4:7, 4:7, 2:5] = True              # 27 voxels
+    gt[4:7, 4:7, 6:9] = True              # 27 voxels, one empty slice apart
+    pred = _cube()
+    pred[4:7, 4:7, 2:9] = True            # 63 voxels bridging both: IoU 27/63 with each
+    assert _counts(pred, gt) == (2, 0, 0)
+    flood = pred.copy()
+    flood[:, 7:20, :] = True              # the same prediction grown into an organ: IoU < 0.1 with both
+    scores = _detect(flood, gt)
+    assert (scores["tp"], scores["fp"], scores["fn"]) == (0, 1, 2) and scores["f1"] == 0.0
+    from attumamba import metrics
+    assert metrics.evaluate_case(flood, gt, (1.0, 1.0, 1.0))["fnv_ml"] == 0.0  # FNV's any-voxel overlap
+
+
+def test_a_lesion_touched_by_one_voxel_is_missed_unless_that_voxel_is_a_tenth_of_it():
+    gt = _cube()
+    gt[4:7, 4:7, 4:7] = True              # 27 voxels
+    touch = _cube()
+    touch[5, 5, 5] = True                 # IoU 1/27
+    assert _counts(touch, gt) == (0, 1, 1)
+    from attumamba import metrics
+    scores = metrics.evaluate_case(touch, gt, (1.0, 1.0, 1.0))
+    assert scores["fnv_ml"] == 0.0 and scores["fpv_ml"] == 0.0  # FPV/FNV count it as found
+    ten, eleven = _cube(), _cube()
+    ten[3, 3, 0:10] = True
+    eleven[3, 3, 0:11] = True
+    voxel = _cube()
+    voxel[3, 3, 4] = True
+    assert _counts(voxel, ten) == (1, 0, 0)      # IoU exactly 0.1 matches
+    assert _counts(voxel, eleven) == (0, 1, 1)   # IoU 1/11 does not
+
+
+def test_false_positives_and_empty_cases_follow_autopet_v():
+    gt = _cube()
+    gt[2:5, 2:5, 2:5] = True
+    pred = gt.copy()
+    pred[12:15, 12:15, 12:15] = True      # found, plus one false positive far away
+    scores = _detect(pred, gt)
+    assert scores == {"tp": 1, "fp": 1, "fn": 0, "precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3)}
+    no_lesion = _detect(pred, _cube())    # lesion-free case: F1 and recall undefined, the false positives count
+    assert (no_lesion["tp"], no_lesion["fp"], no_lesion["fn"], no_lesion["precision"]) == (0, 2, 0, 0.0)
+    assert math.isnan(no_lesion["f1"]) and math.isnan(no_lesion["recall"])
+    empty = _detect(_cube(), _cube())
+    assert (empty["tp"], empty["fp"], empty["fn"]) == (0, 0, 0)
+    assert all(math.isnan(empty[k]) for k in ("precision", "recall", "f1"))
+    missed = _detect(_cube(), gt)         # nothing predicted: F1 0, precision undefined
+    assert (missed["fn"], missed["f1"], missed["recall"]) == (1, 0.0, 0.0) and math.isnan(missed["precision"])
+
+
+def test_lesions_are_18_connected_or_the_ground_truths_own_numbers():
+    gt = _cube()
+    gt[3, 3, 3] = gt[4, 4, 4] = True      # corner neighbours: two lesions under 18-connectivity
+    pred = _cube()
+    pred[3, 3, 3] = True
+    assert _counts(pred, gt) == (1, 0, 1)
+    numbered = _cube().astype(np.uint8)
+    numbered[2:5, 2:5, 2:5] = 1
+    numbered[2:5, 2:5, 5:8] = 2           # two touching lesions, numbered apart
+    pred = numbered == 1
+    assert _counts(pred, numbered) == (1, 0, 1)
+    assert _counts(pred, numbered > 0) == (1, 0, 0)  # as one binary mask they are one lesion (IoU 0.5)
+
+
+def test_scores_over_cases_come_from_the_summed_counts():
+    from attumamba import metrics
+
+    rows = [{"lesion_tp": 1, "lesion_fp": 0, "lesion_fn": 1}, {"lesion_tp": 0, "lesion_fp": 2, "lesion_fn": 0}]
+    total = metrics.summed_detection(rows)
+    assert (total["lesion_tp"], total["lesion_fp"], total["lesion_fn"]) == (1, 2, 1)
+    assert total["lesion_precision"] == pytest.approx(1 / 3) and total["lesion_recall"] == 0.5
+    assert total["lesion_f1"] == pytest.approx(2 / 5)  # not the mean of the per-case F1 (0.667 and NaN)

@@ -1,10 +1,14 @@
-"""LightM-UNet: the released sizes, the RVM layer's arithmetic, and the nnU-Net contract."""
+"""LightM-UNet: the released sizes, the RVM layer's arithmetic, the nnU-Net contract, and the
+release's weights (its key names, and its output for the same weights)."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+from release_weights import release_record, synthetic_state_dict
 from torch import nn
 
 from attumamba.nets import LightMUNet
@@ -72,3 +76,50 @@ def test_built_by_nnunet_from_a_plan_whose_topology_it_ignores():
     x = torch.randn(1, 2, 16, 16, 16)
     with torch.no_grad():
         assert torch.equal(model(x), model(x))
+
+
+def released_settings_model() -> LightMUNet:
+    """Ours at the settings the release's trainer builds (CT + PET in, 2 classes)."""
+    return LightMUNet(2, 2, conv_op=nn.Conv3d, init_filters=32, blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1))
+
+
+def test_the_releases_state_dict_loads_strictly_and_gives_the_releases_output():
+    record = release_record("lightmunet_release")  # keys, shapes and output of the released class
+    model = released_settings_model().eval()
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == record["state_dict"]
+    assert sum(p.numel() for p in model.parameters()) == record["parameters"]
+    reference = record["reference"]
+    model.load_state_dict(synthetic_state_dict(record["state_dict"], reference["weight_seed"]), strict=True)
+    x = torch.randn(reference["input_shape"], generator=torch.Generator().manual_seed(reference["input_seed"]))
+    with torch.no_grad():
+        logits = model(x)
+    expected = torch.tensor(reference["lesion_minus_background_logit"]).reshape(x.shape[2:])
+    torch.testing.assert_close(logits[0, 1] - logits[0, 0], expected, atol=2e-4, rtol=0)
+
+
+# our keys before they took the release's names: plain convs in DWConv modules and in up_samples
+FIRST_LAYOUT = ((r"\.0\.conv\.(weight|bias)$", r".depth_conv.\1"), (r"\.1\.conv\.(weight|bias)$", r".point_conv.\1"),
+                (r"^(up_samples\.\d+\.0)\.conv\.", r"\1."))
+
+
+def first_layout_key(key: str) -> str:
+    if key.startswith("up_samples."):
+        return re.sub(*FIRST_LAYOUT[2], key)
+    if key.startswith(("convInit.", "conv_final.2.")) or re.match(r"up_layers\.\d+\.\d+\.conv\.", key):
+        return re.sub(*FIRST_LAYOUT[1], re.sub(*FIRST_LAYOUT[0], key))
+    return key
+
+
+def test_state_dicts_of_our_first_layout_still_load():
+    torch.manual_seed(0)
+    trained = LightMUNet(2, 2, init_filters=8, blocks_down=(1, 1, 1, 1)).eval()
+    old = {first_layout_key(k): v for k, v in trained.state_dict().items()}
+    assert "convInit.depth_conv.weight" in old and "up_samples.0.0.weight" in old
+    assert "conv_final.2.point_conv.bias" in old and "up_layers.2.0.conv.depth_conv.weight" in old
+    assert sum(k != first_layout_key(k) for k in trained.state_dict()) == 15  # the keys the release names otherwise
+    torch.manual_seed(1)
+    restored = LightMUNet(2, 2, init_filters=8, blocks_down=(1, 1, 1, 1)).eval()
+    restored.load_state_dict(old, strict=True)
+    x = torch.randn(1, 2, 16, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(x), trained(x), atol=0, rtol=0)

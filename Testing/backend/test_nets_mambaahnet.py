@@ -8,6 +8,7 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from torch import nn
 
 from attumamba.nets import MambaAHNet
+from attumamba.nets.mambaahnet import AttentionUpBlock
 
 SMALL = (4, 8, 12, 16)
 
@@ -25,6 +26,24 @@ def test_deep_supervision_outputs_and_joint_reconstruction_gradients():
     decoder_mambas = [b.mamba.mamba.in_proj.weight.grad for b in model.decoder.blocks]
     assert all(g is not None and g.abs().sum() > 0 for g in decoder_mambas)  # Mamba sits in the decoder path
     assert isinstance(model(x), list)  # plain forward: segmentation only (nnU-Net's contract)
+
+
+def test_the_gate_scales_the_upsampled_decoder_tensor_with_the_skip_as_its_signal():
+    """Algorithm 1 step 4 computes A(x_up, t, f/2); Algorithm 3 returns its first argument ⊙ rate."""
+    torch.manual_seed(0)
+    block = AttentionUpBlock(16, 8).eval()
+    with torch.no_grad():  # psi's conv gives 0, eval BatchNorm keeps 0: rate = sigmoid(0) = 0.5 everywhere
+        block.gate.psi[0].weight.zero_()
+        block.gate.psi[0].bias.zero_()
+    seen = {}
+    block.up.register_forward_hook(lambda m, i, o: seen.__setitem__("up", o))
+    block.gate.register_forward_hook(lambda m, i, o: seen.__setitem__("gate", (i, o)))
+    skip = torch.randn(1, 8, 8, 8)
+    with torch.no_grad():
+        block(torch.randn(1, 16, 4, 4), skip)
+    (signal, _), gated = seen["gate"]
+    torch.testing.assert_close(signal, skip)
+    torch.testing.assert_close(gated, 0.5 * seen["up"])
 
 
 def test_volume_is_segmented_slice_by_slice():

@@ -1,46 +1,109 @@
-"""MPU-Net: multi-scale outputs and their fusion, position attention, attention gates, nnU-Net contract."""
+"""MPU-Net as released: the release's state dict and output, its topology details, the nnU-Net contract."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+from release_weights import release_record, synthetic_state_dict
 from torch import nn
 from torch.nn import functional as F
 
-from attumamba.nets import MPUNet
-from attumamba.nets.blocks import AttentionGate
+from attumamba.errors import InputError
+from attumamba.nets import MPUNet, network_spec
 from attumamba.nets.mpunet import PositionAttention
 
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return MPUNet(2, 2, features=(4, 8, 16, 24, 32), deep_supervision=True)
+RELEASE = release_record("mpunet_release")  # recorded from Stefan-Yu404/MP-UNet by data/record_mpunet_release.py
+SMALL = (4, 8, 16, 24, 32)
 
 
-def test_deep_supervision_gives_four_scales_highest_first_and_backward_works(model):
-    model.train()
-    outputs = model(torch.randn(2, 2, 32, 32, 32))
-    assert [tuple(o.shape[2:]) for o in outputs] == [(32,) * 3, (16,) * 3, (8,) * 3, (4,) * 3]
-    assert [tuple(32 * s for s in scale) for scale in MPUNet.deep_supervision_scales] == [tuple(o.shape[2:]) for o in outputs]
-    sum(o.square().mean() for o in outputs).backward()
-    assert model.bottleneck.pam.gamma.grad is not None
+def used_release_keys() -> dict[str, list[int]]:
+    unused = tuple(f"{name}." for name in RELEASE["unused_modules"])
+    return {k: v for k, v in RELEASE["state_dict"].items() if not k.startswith(unused)}
 
 
-def test_fused_prediction_is_the_mean_of_the_upsampled_softmax_maps(model):
-    model.eval()
-    x = torch.randn(1, 2, 32, 32, 32)
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_the_release_state_dict_loads_strictly_and_gives_the_release_output():
+    model = MPUNet(1, 2)  # the release's configuration: one input channel, two classes, widths 16-256
+    model.load_state_dict(synthetic_state_dict(RELEASE["state_dict"], RELEASE["reference"]["weight_seed"]), strict=True)
+    reference = RELEASE["reference"]
+    x = torch.randn(reference["input_shape"], generator=torch.Generator().manual_seed(reference["input_seed"]))
     with torch.no_grad():
-        model.decoder.deep_supervision = True
-        scales = model(x)
-        model.decoder.deep_supervision = False
-        fused = model(x)
-    expected = torch.stack([
-        torch.softmax(F.interpolate(o, size=(32, 32, 32), mode="trilinear", align_corners=False), 1) for o in scales
-    ]).mean(0)
-    torch.testing.assert_close(torch.softmax(fused, 1), expected, atol=1e-6, rtol=1e-5)
-    model.decoder.deep_supervision = True
+        foreground = model.eval()(x).exp()[0, 1].flatten()
+    np.testing.assert_allclose(foreground.numpy(), reference["foreground_probability"], atol=2e-5)
+
+
+def test_keys_shapes_and_parameter_count_are_the_release_without_its_unused_modules():
+    model = MPUNet(1, 2)
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == used_release_keys()
+    # the release builds decoder5, up1 and map5 but never calls them (1,049,754 parameters)
+    assert n_params(model) == RELEASE["parameters"] - sum(RELEASE["unused_modules"].values()) == 21_507_255
+
+
+def test_deep_supervision_gives_the_fused_prediction_first_then_the_coarser_heads():
+    torch.manual_seed(0)
+    model = MPUNet(2, 3, features=SMALL, deep_supervision=True).eval()
+    heads = {}
+    for name in ("map1", "map2", "map3", "map4"):
+        getattr(model, name).register_forward_hook(lambda m, i, o, name=name: heads.__setitem__(name, o))
+    x = torch.randn(1, 2, 16, 16, 16)
+    with torch.no_grad():
+        outputs = model(x)
+        model.decoder.deep_supervision = False  # what nnU-Net's predictor gets
+        prediction = model(x)
+    # the shapes of nnU-Net's deep-supervision targets for MPU-Net's strides (1, 2, 2, 2, 1)
+    strides = network_spec("mpunet").own_strides
+    scales = 1 / np.cumprod([[s] * 3 for s in strides], axis=0)[:-1]
+    shapes = [tuple(o.shape[2:]) for o in outputs]
+    assert shapes == [tuple(int(16 * s) for s in scale) for scale in scales]
+    assert shapes == [tuple(int(16 * s) for s in scale) for scale in MPUNet.deep_supervision_scales]
+    torch.testing.assert_close(outputs[0], prediction)  # training's first output is what it predicts with
+    for output, name in zip(outputs[1:], ("map3", "map2", "map1")):
+        torch.testing.assert_close(output, heads[name])
+    upsampled = [F.interpolate(heads[n], size=(16,) * 3, mode="trilinear", align_corners=False)
+                 for n in ("map1", "map2", "map3")]
+    fused = torch.stack([torch.softmax(h, 1) for h in [*upsampled, heads["map4"]]]).mean(0)
+    torch.testing.assert_close(torch.softmax(prediction, 1), fused, atol=1e-6, rtol=1e-5)
+
+
+def test_gates_scale_each_fused_decoder_level_with_a_same_resolution_signal():
+    torch.manual_seed(0)
+    model = MPUNet(1, 2, features=SMALL).eval()
+    seen = {}
+    for name in ("PCL", "up2", "Att4", "Att3"):
+        getattr(model, name).register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, (i, o)))
+    with torch.no_grad():
+        model(torch.randn(1, 1, 16, 16, 16))
+    (signal, scaled), _ = seen["Att4"]
+    assert signal is seen["PCL"][1] and scaled.shape == signal.shape  # 1/8: decoder1(...) + PCL, gated by PCL
+    (signal, scaled), _ = seen["Att3"]
+    assert signal is seen["up2"][1] and scaled.shape == signal.shape  # 1/4: gated by the up-conv's output
+
+
+def test_dropout_is_element_wise_after_encoder_stages_2_to_5_and_the_three_coarser_decoder_levels():
+    torch.manual_seed(0)
+    model = MPUNet(1, 2, features=SMALL).train()
+    dropped = []
+    handles = [m.register_forward_hook(lambda m, i, o: dropped.append(o)) for m in model.modules()
+               if isinstance(m, (nn.Dropout, nn.Dropout3d))]
+    model(torch.randn(1, 1, 16, 16, 16))
+    assert len(dropped) == 7
+    for output in dropped:
+        zero = output == 0
+        assert 0.1 < zero.float().mean() < 0.3  # p = 0.2
+        assert not zero.flatten(2).all(-1).any()  # no channel dropped as a whole
+    for handle in handles:
+        handle.remove()
+
+
+def test_one_input_channel_is_broadcast_as_released_and_more_are_projected():
+    assert not any("input_projection" in k for k in MPUNet(1, 2, features=SMALL).state_dict())
+    model = MPUNet(2, 2, features=SMALL)
+    assert model.state_dict()["input_projection.weight"].shape == (4, 2, 1, 1, 1)
 
 
 def test_position_attention_starts_as_identity_and_attends_over_all_voxels():
@@ -48,28 +111,24 @@ def test_position_attention_starts_as_identity_and_attends_over_all_voxels():
     x = torch.randn(2, 16, 3, 4, 5)
     torch.testing.assert_close(pam(x), x)  # gamma starts at 0
     with torch.no_grad():
-        for conv in (pam.query, pam.key):   # Q = K = 0: every voxel attends uniformly to all voxels
+        for conv in (pam.query_conv, pam.key_conv):  # Q = K = 0: every voxel attends uniformly to all voxels
             conv.weight.zero_()
             conv.bias.zero_()
-        pam.value.weight.copy_(torch.eye(16).reshape(16, 16, 1, 1, 1))
-        pam.value.bias.zero_()
+        pam.value_conv.weight.copy_(torch.eye(16).reshape(16, 16, 1, 1, 1))
+        pam.value_conv.bias.zero_()
         pam.gamma.fill_(2.0)
         expected = x + 2.0 * x.mean(dim=(2, 3, 4), keepdim=True)
         torch.testing.assert_close(pam(x), expected)
 
 
-def test_classic_gate_resamples_a_coarser_gating_signal():
-    gate = AttentionGate(4, gate_channels=8, inter_channels=2).eval()
-    out = gate(torch.randn(1, 8, 2, 2, 2), torch.randn(1, 4, 4, 4, 4))
-    assert out.shape == (1, 4, 4, 4, 4)
-
-
-def test_is_3d_only_and_built_by_nnunet():
-    with pytest.raises(ValueError, match="3D"):
+def test_is_3d_only_takes_five_widths_and_is_built_by_nnunet():
+    with pytest.raises(InputError, match="3D"):
         MPUNet(2, 2, conv_op=nn.Conv2d)
-    model = get_network_from_plans("attumamba.nets.MPUNet", {"conv_op": "torch.nn.modules.conv.Conv3d", "features": [4, 8, 16, 24, 32],
-                                   "n_stages": 6}, ["conv_op"], 2, 3, deep_supervision=False)
-    assert isinstance(model, MPUNet)
+    with pytest.raises(InputError, match="five widths"):
+        MPUNet(2, 2, features=(4, 8, 16))
+    arch_kwargs = {"conv_op": "torch.nn.modules.conv.Conv3d", "features": list(SMALL), "n_stages": 6}
+    model = get_network_from_plans("attumamba.nets.MPUNet", arch_kwargs, ["conv_op"], 2, 3, deep_supervision=False)
+    assert isinstance(model, MPUNet) and not model.decoder.deep_supervision
     with torch.no_grad():
         out = model.eval()(torch.randn(1, 2, 16, 16, 16))
     assert out.shape == (1, 3, 16, 16, 16)

@@ -5,7 +5,9 @@
 
 Each study of ``attumamba-seg synth --format nifti`` output (CT.nii.gz, SUV.nii.gz, SEG.nii.gz)
 is segmented on the PET grid (where autoPET's ground truth lives) and scored with
-``attumamba-seg evaluate``; the table lists mean Dice, FPV, FNV, NSD and the network time.
+``attumamba-seg evaluate``; the table lists mean Dice, FPV, FNV, NSD, HD95, the lesions found,
+falsely found and missed (summed; autoPET V's rule) with precision, recall and F1 from those sums,
+and the network time: for all studies, then per tracer (from each study's ground_truth.json).
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ import SimpleITK as sitk
 
 from attumamba.inference import SegmentOptions, Segmenter, open_model, run_study
 from attumamba.io import load_volume
+from attumamba.training.case_tracers import read_study_tracers
 from attumamba.training.evaluate import evaluate_folders
 
+MEANS = ("dice", "fpv_ml", "fnv_ml", "nsd_2mm", "hd95_mm")
+LESIONS = ("tp", "fp", "fn", "precision", "recall", "f1")
 
-def segment_all(package: Path, studies: list[Path], out: Path, device: str) -> dict:
+
+def segment_all(package: Path, studies: list[Path], out: Path, device: str, tracers: dict[str, str]) -> dict:
     segmenter = Segmenter(open_model(package), device)
     predictions, truth = out / "pred", out / "gt"
     for folder in (predictions, truth):
@@ -38,9 +44,22 @@ def segment_all(package: Path, studies: list[Path], out: Path, device: str) -> d
         shutil.copy(study / "SEG.nii.gz", truth / f"{study.name}.nii.gz")
         print(f"  {segmenter.package.name} {study.name}: {result.report['totals']['n_lesions']} lesions, "
               f"{seconds[-1]:.1f} s", flush=True)
-    _, summary, _ = evaluate_folders(predictions, truth, out / "metrics")
-    mean = {name: values["mean"] for name, values in summary["metrics"].items()}
-    return {"mean": mean, "cases": summary["cases"], "seconds_per_study": sum(seconds) / len(seconds)}
+    _, summary, _ = evaluate_folders(predictions, truth, out / "metrics", tracers=tracers)
+
+    def scores(part: dict) -> dict:
+        return {"mean": {name: values["mean"] for name, values in part["metrics"].items()},
+                "lesions": part["lesions"], "cases": part["cases"]}
+
+    return {**scores(summary), "by_tracer": {name: scores(part) for name, part in summary["by_tracer"].items()},
+            "seconds_per_study": sum(seconds) / len(seconds)}
+
+
+def table_row(name: str, scores: dict, seconds: str) -> str:
+    mean, lesions = scores["mean"], scores["lesions"]
+    cells = [f"{mean[k]:.3f}" if mean.get(k) is not None else "-" for k in MEANS]
+    cells += [str(lesions[k]) if k in ("tp", "fp", "fn") else ("-" if lesions[k] is None else f"{lesions[k]:.3f}")
+              for k in LESIONS]
+    return f"| {name} | {scores['cases']} | " + " | ".join(cells) + f" | {seconds} |"
 
 
 def main() -> None:
@@ -51,17 +70,18 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     studies = sorted(p for p in args.studies.iterdir() if (p / "SEG.nii.gz").is_file())
+    tracers = read_study_tracers(args.studies)
     rows = {}
     for package in args.models:
-        rows[package.name] = segment_all(package, studies, args.out / package.name, args.device)
-    keys = ("dice", "fpv_ml", "fnv_ml", "nsd_2mm", "hd95_mm")
-    print(f"\n{len(studies)} held-out studies ({args.studies})")
-    print("| model | " + " | ".join(f"mean {k}" for k in keys) + " | s/study |")
-    print("|---" * (len(keys) + 2) + "|")
+        rows[package.name] = segment_all(package, studies, args.out / package.name, args.device, tracers)
+    print(f"\n{len(studies)} held-out studies ({args.studies}); lesions summed over the studies")
+    print("| model | studies | " + " | ".join(f"mean {k}" for k in MEANS) + " | "
+          + " | ".join(f"lesion {k}" for k in LESIONS) + " | s/study |")
+    print("|---" * (len(MEANS) + len(LESIONS) + 3) + "|")
     for name, row in rows.items():
-        mean = row["mean"]
-        print(f"| {name} | " + " | ".join(f"{mean[k]:.3f}" if mean.get(k) is not None else "-" for k in keys)
-              + f" | {row['seconds_per_study']:.1f} |")
+        print(table_row(name, row, f"{row['seconds_per_study']:.1f}"))
+        for tracer, part in row["by_tracer"].items():
+            print(table_row(f"{name} ({tracer})", part, ""))
     (args.out / "heldout.json").write_text(json.dumps(rows, indent=2))
 
 

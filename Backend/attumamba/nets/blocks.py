@@ -71,16 +71,18 @@ def residual_stage(conv_op, input_channels, output_channels, n_blocks, kernel_si
 
 
 def run_in_fp32(forward):
-    """Run a module's ``forward(x)`` in fp32 with autocast off and return the input's dtype.
+    """Run a module's ``forward(x)`` in fp32 with autocast off, and hand fp32 on.
 
-    Mamba's scan overflows in fp16 (U-Mamba's NaN reports), so every Mamba layer keeps
-    fp32 under AMP while the convolutions around it may run in half precision.
+    Mamba's scan overflows in fp16 (U-Mamba's NaN reports), so every Mamba layer keeps fp32
+    under AMP. Its output stays fp32, as in U-Mamba's released ``MambaLayer``: autocast casts
+    it again for the next convolution, and a cast back to fp16 here would round the scan's
+    result before the next layer sees it.
     """
 
     @functools.wraps(forward)
     def wrapper(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return forward(self, x.float()).to(x.dtype)
+            return forward(self, x.float())
 
     return wrapper
 
@@ -125,28 +127,27 @@ class UpsampleLayer(nn.Module):
 
 
 class AttentionGate(nn.Module):
-    """Skip gate: x * sigmoid(BN(conv(ReLU(BN(W_g g) + BN(W_x x))))).
+    """Gate: x * sigmoid(BN(conv(ReLU(BN(W_g g) + BN(W_x x))))), with ``g`` at x's resolution.
 
-    Att-UMamba's form is the default: width F for every conv and ``g`` already at the skip's
-    resolution (the upsampled decoder tensor), so nothing is resampled. MPU-Net's classic form
-    passes ``gate_channels`` and ``inter_channels`` and a coarser ``g``, whose projection is
-    resampled (linearly) to the skip's size.
+    Att-UMamba's form is the default: width F for every conv. MPU-Net and Mamba-AHNet use an
+    intermediate width (``inter_channels``); ``branch_names`` gives the two projections the
+    names a release uses for them (MP-UNet: ``("Wx", "Wg")``), so its weights load as they are.
     """
 
-    def __init__(self, channels: int, conv_op=nn.Conv3d, norm_op=nn.BatchNorm3d,
-                 gate_channels: int | None = None, inter_channels: int | None = None):
+    def __init__(self, channels: int, conv_op=nn.Conv3d, norm_op=nn.BatchNorm3d, inter_channels: int | None = None,
+                 branch_names: tuple[str, str] = ("W_x", "W_g")):
         super().__init__()
-        gate_channels = gate_channels or channels
         inter_channels = inter_channels or channels
-        self.W_g = nn.Sequential(conv_op(gate_channels, inter_channels, kernel_size=1, bias=True), norm_op(inter_channels))
-        self.W_x = nn.Sequential(conv_op(channels, inter_channels, kernel_size=1, bias=True), norm_op(inter_channels))
+        self.branch_names = branch_names
+        x_name, g_name = branch_names
+        for name in (g_name, x_name):
+            setattr(self, name, nn.Sequential(conv_op(channels, inter_channels, kernel_size=1, bias=True),
+                                              norm_op(inter_channels)))
         self.psi = nn.Sequential(conv_op(inter_channels, 1, kernel_size=1, bias=True), norm_op(1), nn.Sigmoid())
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        gate = self.W_g(g)
-        if gate.shape[2:] != x.shape[2:]:
-            mode = "trilinear" if x.dim() == 5 else "bilinear"
-            gate = F.interpolate(gate, size=x.shape[2:], mode=mode, align_corners=False)
-        attention = self.psi(self.relu(gate + self.W_x(x)))
+        """``x`` scaled voxel-wise by a coefficient computed from ``x`` and the gating signal ``g``."""
+        x_branch, g_branch = (getattr(self, name) for name in self.branch_names)
+        attention = self.psi(self.relu(g_branch(g) + x_branch(x)))
         return x * attention

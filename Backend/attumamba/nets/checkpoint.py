@@ -4,8 +4,9 @@ Their state dicts hold each encoder tensor twice (``encoder.*`` and ``decoder.en
 and each BasicBlockD conv/norm twice (``convN.conv.*`` / ``convN.all_modules.0.*``). Our
 modules have the same nesting, so a full published dict loads as is; this loader also
 accepts dicts where one copy of a duplicated tensor was dropped, nnU-Net checkpoint files
-(``network_weights``) and DistributedDataParallel prefixes. The January-2024 code used other
-module names (``decoder.transpconvs``, ``ln``, ``mamba``); such weights are recognised and refused.
+(``network_weights``; read weights-only by ``checkpoint_file``) and DistributedDataParallel
+prefixes. The January-2024 code used other module names (``decoder.transpconvs``, ``ln``,
+``mamba``); such weights are recognised and refused.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from .checkpoint_file import read_checkpoint
 
 # (pattern, replacement) pairs that map a key to the other name of the same tensor
 ALIASES = (
@@ -45,11 +47,7 @@ JANUARY_2024_MARKERS = ("decoder.transpconvs.", "ln.", "mamba.")
 def published_state_dict(source: dict | str | Path) -> dict[str, torch.Tensor]:
     """The network weights of a checkpoint file or dict, without a DDP ``module.`` prefix."""
     if isinstance(source, (str, Path)):
-        try:
-            source = torch.load(source, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises many types for a file that is not a checkpoint
-            raise InputError(f"cannot read weights from {source}: {error}. Give a PyTorch checkpoint "
-                             "(e.g. an nnU-Net fold's checkpoint_final.pth)") from error
+        source = read_checkpoint(source)
     weights = source.get("network_weights", source) if isinstance(source, dict) else None
     if not isinstance(weights, dict):
         raise InputError("the checkpoint holds no state dict (expected a dict, or one under 'network_weights')")

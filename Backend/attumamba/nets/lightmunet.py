@@ -6,9 +6,17 @@ a decoder that adds (does not concatenate) the skips after a 1×1 conv and linea
 ResUpBlocks with a learnable adjustment factor, a GroupNorm-ReLU-DWConv head, and no deep
 supervision. The released defaults give about 5.0 M parameters, not the paper's 1.87 M;
 ``init_filters`` and ``blocks_down`` reach the lightweight sizes (see docs/networks.md).
+
+The release builds every convolution with MONAI's ``Convolution(conv_only=True)``, a Sequential
+holding the conv as ``conv``; ours are wrapped the same way, so a released state dict has our
+keys (``convInit.0.conv.weight``, ``up_samples.0.0.conv.weight``...). State dicts written before
+that wrapping (``convInit.depth_conv.weight``, ``up_samples.0.0.weight``) are renamed on load.
 """
 
 from __future__ import annotations
+
+import re
+from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -23,17 +31,33 @@ def _conv(dims: int):
     return nn.Conv3d if dims == 3 else nn.Conv2d
 
 
-class DWConv(nn.Module):
+def conv_only(conv: nn.Module) -> nn.Sequential:
+    """``conv`` under the name ``conv``, as MONAI's ``Convolution(conv_only=True)`` holds it in the release."""
+    return nn.Sequential(OrderedDict(conv=conv))
+
+
+def dw_conv(dims: int, in_channels: int, out_channels: int, kernel_size: int = 3, bias: bool = False) -> nn.Sequential:
     """Depthwise k×k conv then pointwise 1×1 conv (the bias flag applies to both)."""
+    conv = _conv(dims)
+    return nn.Sequential(
+        conv_only(conv(in_channels, in_channels, kernel_size, padding=kernel_size // 2, groups=in_channels, bias=bias)),
+        conv_only(conv(in_channels, out_channels, 1, bias=bias)),
+    )
 
-    def __init__(self, dims: int, in_channels: int, out_channels: int, kernel_size: int = 3, bias: bool = False):
-        super().__init__()
-        conv = _conv(dims)
-        self.depth_conv = conv(in_channels, in_channels, kernel_size, padding=kernel_size // 2, groups=in_channels, bias=bias)
-        self.point_conv = conv(in_channels, out_channels, 1, bias=bias)
 
-    def forward(self, x):
-        return self.point_conv(self.depth_conv(x))
+#: key renames from our first layout (plain convs) to the release's (pattern, replacement)
+FIRST_LAYOUT_RENAMES = (
+    (re.compile(r"\.depth_conv\.(weight|bias)$"), r".0.conv.\1"),
+    (re.compile(r"\.point_conv\.(weight|bias)$"), r".1.conv.\1"),
+    (re.compile(r"^(up_samples\.\d+\.0)\.(weight|bias)$"), r"\1.conv.\2"),
+)
+
+
+def release_key(key: str) -> str:
+    """The release's name for a key of our first layout (other keys are returned unchanged)."""
+    for pattern, replacement in FIRST_LAYOUT_RENAMES:
+        key = pattern.sub(replacement, key)
+    return key
 
 
 class RVMLayer(nn.Module):
@@ -87,7 +111,7 @@ class ResUpBlock(nn.Module):
         self.norm1 = nn.GroupNorm(groups, channels)
         self.norm2 = nn.GroupNorm(groups, channels)
         self.act = nn.ReLU(inplace=True)
-        self.conv = DWConv(dims, channels, channels, kernel_size=3)
+        self.conv = dw_conv(dims, channels, channels, kernel_size=3)
         self.skip_scale = nn.Parameter(torch.ones(1))
 
     def forward(self, x):
@@ -109,6 +133,14 @@ class _NoDeepSupervision:
             raise InputError("LightM-UNet has no deep supervision; train it with a no-deep-supervision trainer")
 
 
+def _rename_first_layout(module: nn.Module, state_dict: dict, prefix: str, *_) -> None:
+    """Before a load: give the keys of our first layout the release's names (in place, as torch expects)."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        renamed = prefix + release_key(key[len(prefix):])
+        if renamed != key and renamed not in state_dict:
+            state_dict[renamed] = state_dict.pop(key)
+
+
 class LightMUNet(nn.Module):
     """LightM-UNet; nnU-Net plans may pass their topology keys, which this network ignores (as released)."""
 
@@ -119,7 +151,7 @@ class LightMUNet(nn.Module):
             raise InputError("LightM-UNet has no deep supervision; build it with deep_supervision=False")
         dims = conv_dims(conv_op)
         self.dims, self.blocks_up = dims, tuple(blocks_up)
-        self.convInit = DWConv(dims, input_channels, init_filters, kernel_size=3)
+        self.convInit = dw_conv(dims, input_channels, init_filters, kernel_size=3)
         self.down_layers = nn.ModuleList()
         for level, n_blocks in enumerate(blocks_down):
             channels = init_filters * 2**level
@@ -130,11 +162,12 @@ class LightMUNet(nn.Module):
         for level in range(n_up):
             channels = init_filters * 2 ** (n_up - level)
             self.up_layers.append(nn.Sequential(*[ResUpBlock(dims, channels // 2) for _ in range(blocks_up[level])]))
-            self.up_samples.append(nn.Sequential(_conv(dims)(channels, channels // 2, 1, bias=False)))
+            self.up_samples.append(nn.Sequential(conv_only(_conv(dims)(channels, channels // 2, 1, bias=False))))
         self.conv_final = nn.Sequential(
-            nn.GroupNorm(8, init_filters), nn.ReLU(inplace=True), DWConv(dims, init_filters, num_classes, kernel_size=1, bias=True)
+            nn.GroupNorm(8, init_filters), nn.ReLU(inplace=True), dw_conv(dims, init_filters, num_classes, kernel_size=1, bias=True)
         )
         self.decoder = _NoDeepSupervision()
+        self.register_load_state_dict_pre_hook(_rename_first_layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.convInit(x)

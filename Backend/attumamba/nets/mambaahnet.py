@@ -3,16 +3,15 @@
 - Encoder (HUNet-style): per level a residual block of two 3×3 conv-BN-ReLU with a 1×1
   shortcut, then 2× max-pooling; widths 32–512.
 - Decoder level = attention-enhanced upsampling block (the paper's Algorithm 1): transposed
-  conv, BN, ReLU; an attention gate (width f/2) on the skip driven by the upsampled tensor;
-  concatenation, 3×3 conv, ReLU, BN, ReLU. Then an upsampling residual block (Algorithm 2's
-  residual part) and a VM layer, whose equations (LN, Mamba + s·x, LN, projection) are
-  LightM-UNet's RVM layer, which we reuse.
+  conv, BN, ReLU -> x_up; the attention gate A(x_up, t, f/2) of Algorithm 3, which returns
+  x_up ⊙ rate with the skip t as the gating signal; concatenation with the skip, 3×3 conv,
+  ReLU, BN, ReLU. Then an upsampling residual block (Algorithm 2's residual part) and a VM
+  layer, whose equations (LN, Mamba + s·x, LN, projection) are LightM-UNet's RVM layer, reused.
 - One segmentation head per decoder level (deep supervision, highest resolution first).
 - Optional image-reconstruction branch: a 3×3 conv from the last decoder features back to
-  the input channels, trained jointly (``forward_with_reconstruction``). The paper's
-  Algorithm 4 writes "N = number of classes, softmax"; we reconstruct the input, as its text
-  and our issue describe.
-Choices the paper leaves open (encoder depth and widths, block order in the decoder) are ours.
+  the input channels, trained jointly (``forward_with_reconstruction``).
+Every choice the paper leaves open (deep supervision, encoder depth and widths, block order,
+the reconstruction loss and its weight, Mamba for its VSS block) is listed in docs/networks.md.
 """
 
 from __future__ import annotations
@@ -45,7 +44,8 @@ class AttentionUpBlock(nn.Module):
 
     def forward(self, x, skip):
         up = self.up(x)
-        fused = self.fuse(torch.cat((up, self.gate(up, skip)), dim=1))
+        gated_up = self.gate(skip, up)  # Algorithm 1 step 4 / Algorithm 3: A(x_up, t) = x_up ⊙ rate
+        fused = self.fuse(torch.cat((gated_up, skip), dim=1))
         return self.mamba(self.residual(fused))
 
 

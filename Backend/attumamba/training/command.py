@@ -43,24 +43,44 @@ def run_dataset(args: argparse.Namespace) -> int:
 def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="segmentation metrics per case and summary (Dice, NSD, HD95, ASSD, FPV/FNV, ...)",
-        description="Pairs masks by file name; writes per_case.csv/json and summary.json.",
+        help="segmentation metrics per case and summary (Dice, NSD, HD95, ASSD, FPV/FNV, lesion F1, ...)",
+        description="Pairs masks by file name; writes per_case.csv/json and summary.json, with the lesions "
+        "found and missed (autoPET V's rule) over all cases and per tracer.",
     )
     parser.add_argument("--pred", type=Path, required=True, help="folder of predicted masks")
     parser.add_argument("--gt", type=Path, required=True, help="folder of ground-truth masks")
     parser.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     parser.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in mm (default 2)")
+    parser.add_argument("--tracers", type=Path, metavar="CSV_OR_DIR", help="each case's tracer: a CSV with the "
+                        "columns case,tracer, or the folder of studies (their ground_truth.json, as synth writes)")
+    parser.add_argument("--tracer", help="the tracer of every case the --tracers table does not name (e.g. psma); "
+                        "default: psma or fdg when the case name holds it")
     parser.set_defaults(func=run_evaluate)
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_folders
-
-    rows, summary, missing = evaluate_folders(args.pred, args.gt, args.out, tolerance_mm=args.tolerance)
-    for name in ("dice", f"nsd_{args.tolerance:g}mm", "hd95_mm", "fpv_ml", "fnv_ml"):
+def _print_scores(title: str, summary: dict, names: tuple[str, ...]) -> None:
+    print(f"{title} ({summary['cases']} cases)")
+    for name in names:
         stats = summary["metrics"][name]
         mean = "n/a" if stats["mean"] is None else f"{stats['mean']:.4f}"
         print(f"{name:>12}: mean {mean} over {stats['n']} cases")
+    lesions = summary["lesions"]
+    scores = ", ".join(f"{k} {'n/a' if lesions[k] is None else f'{lesions[k]:.3f}'}"
+                       for k in ("precision", "recall", "f1"))
+    print(f"{'lesions':>12}: {lesions['tp']} found, {lesions['fp']} false positive, {lesions['fn']} missed; {scores}")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .case_tracers import read_tracers
+    from .evaluate import evaluate_folders
+
+    table = read_tracers(args.tracers) if args.tracers else None
+    rows, summary, missing = evaluate_folders(args.pred, args.gt, args.out, tolerance_mm=args.tolerance,
+                                              tracers=table, tracer=args.tracer)
+    names = ("dice", f"nsd_{args.tolerance:g}mm", "hd95_mm", "fpv_ml", "fnv_ml")
+    _print_scores("all", summary, names)
+    for tracer, part in summary["by_tracer"].items():
+        _print_scores(tracer, part, names)
     if missing:
         print(f"no prediction for {len(missing)} cases: {', '.join(missing)}")
     print(f"written to {args.out}")

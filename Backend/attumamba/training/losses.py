@@ -12,37 +12,36 @@ from torch import nn
 from torch.nn import functional as F
 
 
-class TverskyBalancedCELoss(nn.Module):
-    """MPU-Net's loss: Tversky on the softmax (foreground classes) + class-balanced cross-entropy.
+class TverskyBCELoss(nn.Module):
+    """MPU-Net's loss as released (``utils/loss.py``): mean over classes of 1 − Tversky, plus BCE.
 
-    Tversky index TI = TP / (TP + α·FP + β·FN), summed over the batch; β > α punishes missed
-    lesion voxels more than false ones. The CE weights each class by N / (K·n_k) over the
-    batch (absent classes get weight 0), so a few lesion voxels count as much as the background.
+    On the softmax probabilities P and the one-hot target G, per sample and class (background
+    included): TI = TP / (TP + α·FP + β·FN + smooth), α = 0.3 on false positives, β = 0.7 on
+    missed voxels, smooth = 1 in the denominator only; the Tversky term is 1 − the mean TI.
+    The release applies BCE to the sigmoid of its (softmax) outputs, without class weights;
+    so do we, through ``binary_cross_entropy_with_logits(P, G)``, which is the same number and
+    allowed under autocast. (The paper's text names a class-balanced CE; the code is followed.)
     """
 
-    def __init__(self, alpha: float = 0.3, beta: float = 0.7, smooth: float = 1e-5):
+    def __init__(self, alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0):
         super().__init__()
         self.alpha, self.beta, self.smooth = alpha, beta, smooth
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        labels = target[:, 0].long()
         n_classes = logits.shape[1]
-        counts = torch.bincount(labels.flatten(), minlength=n_classes).float()
-        present = counts > 0
-        weights = torch.where(present, counts.sum() / (present.sum() * counts.clamp_min(1)), torch.zeros_like(counts))
-        ce = F.cross_entropy(logits.float(), labels, weight=weights)
-        probabilities = torch.softmax(logits.float(), 1)[:, 1:]
-        one_hot = F.one_hot(labels, n_classes).movedim(-1, 1)[:, 1:].float()
-        axes = [0] + list(range(2, logits.dim()))
+        probabilities = torch.softmax(logits.float(), 1)
+        one_hot = F.one_hot(target[:, 0].long(), n_classes).movedim(-1, 1).float()
+        axes = tuple(range(2, logits.dim()))
         tp = (probabilities * one_hot).sum(axes)
         fp = (probabilities * (1 - one_hot)).sum(axes)
         fn = ((1 - probabilities) * one_hot).sum(axes)
-        tversky = (tp + self.smooth) / (tp + self.alpha * fp + self.beta * fn + self.smooth)
-        return (1 - tversky).mean() + ce
+        tversky = (tp / (tp + self.alpha * fp + self.beta * fn + self.smooth)).mean(1)
+        tversky_loss = (1 - tversky).mean().clamp(0, 1)
+        return tversky_loss + F.binary_cross_entropy_with_logits(probabilities, one_hot)
 
 
 class ScheduledDeepSupervision(DeepSupervisionWrapper):
-    """Full weight on the highest-resolution output, ``first · decay^(epoch // every)`` on the others."""
+    """Full weight on the first output, ``first · decay^(epoch // every)`` on the others."""
 
     def __init__(self, loss: nn.Module, first: float, decay: float, every: int, n_outputs: int = 4):
         self.first, self.decay, self.every, self.n_outputs = first, decay, every, n_outputs
@@ -54,6 +53,23 @@ class ScheduledDeepSupervision(DeepSupervisionWrapper):
 
     def set_epoch(self, epoch: int) -> None:
         self.weight_factors = self.weights(epoch)
+
+
+class FullResolutionDeepSupervision(ScheduledDeepSupervision):
+    """MPU-Net's training as released: loss(fused) + α · Σ loss(head), all at full resolution.
+
+    The network's deep-supervision list is [fused, coarser heads...] at their own resolutions
+    (what nnU-Net's target list expects); each head is upsampled trilinearly (as the release's
+    ``Map`` does before its softmax) and compared with the full-resolution target, ``targets[0]``.
+    """
+
+    def forward(self, outputs, targets) -> torch.Tensor:
+        full = targets[0]
+        size = full.shape[2:]
+        mode = "trilinear" if len(size) == 3 else "bilinear"
+        upsampled = [o if o.shape[2:] == size else F.interpolate(o, size=size, mode=mode, align_corners=False)
+                     for o in outputs]
+        return super().forward(upsampled, [full] * len(upsampled))
 
 
 class ReconstructionLoss(nn.Module):

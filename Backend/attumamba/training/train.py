@@ -210,7 +210,9 @@ def initialise_weights(network, source: str) -> int:
     from ..inference.package import load_weights, resolve_model
 
     path = Path(source).expanduser()
-    checkpoint = path if path.suffix == ".pth" else resolve_model(source).checkpoints[0]
+    # keep the package referenced while its checkpoint is read: a zip's unpacked copy goes with it
+    package = None if path.suffix == ".pth" else resolve_model(source)
+    checkpoint = path if package is None else package.checkpoints[0]
     weights = load_weights(checkpoint)["network_weights"]
     own = network.state_dict()
     hint = ("train with the same --model, --features and --patch as the source model "

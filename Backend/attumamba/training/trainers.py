@@ -18,8 +18,9 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
 from ..errors import CancelledError
-from .losses import ReconstructionLoss, ScheduledDeepSupervision, TverskyBalancedCELoss
-from .sampling import lesion_anywhere_loaders
+from .losses import FullResolutionDeepSupervision, ReconstructionLoss, TverskyBCELoss
+from .sampling import nnunet_builds_loaders_with, training_loader
+from .schedules import StepHalvingLRScheduler
 
 #: (epoch done, epochs in total, {"train_loss", "val_loss", "pseudo_dice"})
 EpochCallback = Callable[[int, int, dict], None]
@@ -34,6 +35,7 @@ class MambaTrainerBase(nnUNetTrainer):
     amp = True  # False: forward and backward entirely in fp32 (U-Mamba's NoAMP recipe)
     foreground_oversampling = 0.33  # share of each batch centred on a lesion (nnU-Net's default)
     lesion_anywhere = False  # True: foreground patches hold their lesion anywhere, not at the centre
+    hard_negative_fraction = 0.0  # share of patches centred on a hot spot outside the lesions (training.sampling)
     batch_dice: bool | None = None  # None: the plans' choice; True: one Dice over the whole batch
 
     # nnU-Net records __init__'s arguments by name to rebuild the trainer: subclasses keep this signature
@@ -47,6 +49,8 @@ class MambaTrainerBase(nnUNetTrainer):
         if self.batch_dice is not None:  # nnU-Net's loss reads the configuration; the run's plans.json records it
             self.configuration_manager.configuration["batch_dice"] = self.batch_dice
             self.plans_manager.plans["configurations"][configuration]["batch_dice"] = self.batch_dice
+        if self.hard_negative_fraction:  # recorded in the run's plans.json beside batch_dice
+            self.plans_manager.plans["configurations"][configuration]["hard_negative_fraction"] = self.hard_negative_fraction
         self.save_every = 1
         self.on_epoch: EpochCallback | None = None
         self.should_cancel: Callable[[], bool] = lambda: False
@@ -61,9 +65,10 @@ class MambaTrainerBase(nnUNetTrainer):
             _forward_without_autocast(self.network, self.device.type)
 
     def get_dataloaders(self):
-        if not self.lesion_anywhere:
+        loader = training_loader(self.lesion_anywhere, self.hard_negative_fraction)
+        if loader is None:
             return super().get_dataloaders()
-        with lesion_anywhere_loaders(nnUNetTrainer.__module__):
+        with nnunet_builds_loaders_with(nnUNetTrainer.__module__, loader):
             return super().get_dataloaders()
 
     def train_step(self, batch: dict) -> dict:
@@ -123,10 +128,13 @@ class nnUNetTrainerAttUMambaCPU(nnUNetTrainerAttUMamba):  # noqa: N801
     - One Dice over the batch: nnU-Net's per-sample Dice scores an empty patch predicted empty as
       a perfect 1, so with lesions off-centre (some leave the patch) the cheapest loss was to
       predict nothing anywhere; our first lesion-anywhere run collapsed to that by epoch 10.
+    - A quarter of the patches centred on physiological uptake (hard negatives): the shipped
+      model's false positives were the PSMA salivary glands and other hot organs, which the
+      random half of each batch seldom showed it.
     """
 
     epochs, learning_rate, foreground_oversampling = 40, 1e-3, 0.5
-    lesion_anywhere, batch_dice = True, True
+    lesion_anywhere, batch_dice, hard_negative_fraction = True, True, 0.25
 
     def configure_optimizers(self):
         return _adam(self, weight_decay=3e-5, eps=1e-8)
@@ -152,19 +160,24 @@ class nnUNetTrainerLightMUNet(MambaTrainerBase):  # noqa: N801
 
 
 class nnUNetTrainerMPUNet(MambaTrainerBase):  # noqa: N801
-    """MPU-Net: Adam 1e-4, 600 epochs; Tversky (α 0.3, β 0.7) + class-balanced CE on every scale,
-    the auxiliary scales weighted 0.4 at first and ×0.8 every 30 epochs."""
+    """MPU-Net as released: Adam 1e-4 halved every 100 epochs, 600 epochs, fp32 (no AMP);
+    loss(fused) + α·Σ loss(head) with every head at full resolution, each loss Tversky (α 0.3,
+    β 0.7) + BCE, the heads' weight α = 0.4 at first and ×0.8 every 30 epochs."""
 
-    epochs, learning_rate = 600, 1e-4
+    epochs, learning_rate, amp = 600, 1e-4, False
 
     def configure_optimizers(self):
-        return _adam(self, weight_decay=0.0, eps=1e-8)
+        optimizer = torch.optim.Adam(self.network.parameters(), lr=self.initial_lr)
+        return optimizer, StepHalvingLRScheduler(optimizer, self.initial_lr, every=100)
 
     def _build_loss(self):
-        return ScheduledDeepSupervision(TverskyBalancedCELoss(alpha=0.3, beta=0.7), first=0.4, decay=0.8, every=30)
+        if not self.enable_deep_supervision:
+            return TverskyBCELoss()
+        return FullResolutionDeepSupervision(TverskyBCELoss(), first=0.4, decay=0.8, every=30)
 
     def on_train_epoch_start(self) -> None:
-        self.loss.set_epoch(self.current_epoch)
+        if isinstance(self.loss, FullResolutionDeepSupervision):
+            self.loss.set_epoch(self.current_epoch)
         super().on_train_epoch_start()
 
 
@@ -176,3 +189,10 @@ class nnUNetTrainerMambaAHNet(MambaTrainerBase):  # noqa: N801
 
     def _build_loss(self):
         return ReconstructionLoss(super()._build_loss(), self.network, self.reconstruction_weight)
+
+
+def nnunet_trainers() -> dict[str, type[nnUNetTrainer]]:
+    """Every trainer recipe defined in this module, by class name (the name nnU-Net looks trainers up by)."""
+    return {name: value for name, value in globals().items()
+            if name.startswith("nnUNetTrainer") and isinstance(value, type) and issubclass(value, nnUNetTrainer)
+            and value.__module__ == __name__}
