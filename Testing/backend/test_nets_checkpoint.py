@@ -93,3 +93,17 @@ def test_files_that_are_not_checkpoints_say_so(tmp_path, content):
         path.write_bytes(content)
     with pytest.raises(InputError, match=r"cannot read .*weights\.pth.*Give a PyTorch checkpoint"):
         read_checkpoint(path)
+
+
+def test_a_stock_results_folder_without_model_json_opens_as_a_model(tmp_path):
+    """``--model`` pointed at ``<Trainer>__<Plans>__<configuration>`` as nnUNetv2_train leaves it."""
+    from tiny_model import make_tiny_package
+
+    from attumamba.inference import open_model
+
+    folder = make_tiny_package(tmp_path / "Dataset501_X" / "nnUNetTrainer__nnUNetPlans__3d_fullres")
+    (folder / "model.json").unlink()
+    package = open_model(folder)
+    assert package.name == "Dataset501_X/nnUNetTrainer__nnUNetPlans__3d_fullres"
+    assert package.configuration == "3d_fullres" and package.checkpoints
+    assert "no held-out metrics" in package.manifest["description"]

@@ -37,6 +37,19 @@ def test_the_release_state_dict_loads_strictly_and_gives_the_release_output():
     np.testing.assert_allclose(foreground.numpy(), reference["foreground_probability"], atol=2e-5)
 
 
+def test_a_release_checkpoint_file_loads_through_load_published_weights(tmp_path):
+    """The release saves ``{'net': state_dict, ...}`` with its three unused modules: both are handled."""
+    from attumamba.nets import load_published_weights
+
+    weights = synthetic_state_dict(RELEASE["state_dict"], RELEASE["reference"]["weight_seed"])
+    path = tmp_path / "best_model.pth"
+    torch.save({"net": weights, "epoch": 599}, path)
+    model = MPUNet(1, 2)
+    load_published_weights(model, path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, weights[key]), key
+
+
 def test_keys_shapes_and_parameter_count_are_the_release_without_its_unused_modules():
     model = MPUNet(1, 2)
     assert {k: list(v.shape) for k, v in model.state_dict().items()} == used_release_keys()

@@ -212,9 +212,20 @@ def _summary(manifest: dict, folds: list[str], path: Path) -> dict:
 
 
 def _open_folder(root: Path, source: Path) -> ModelPackage:
-    files = FolderFiles(root)
+    files = FolderFiles(root, manifest=_stock_results_manifest(root))
     manifest, plans, dataset_json, checkpoints = _contents(files)
     return ModelPackage(root, manifest, plans, dataset_json, [root / c for c in checkpoints], source)
+
+
+def _stock_results_manifest(root: Path) -> dict | None:
+    """For a results folder of stock ``nnUNetv2_train`` (``<Trainer>__<Plans>__<configuration>``, no
+    ``model.json``): the manifest ``package`` would write, so ``--model`` can point at it directly."""
+    if (root / "model.json").exists() or len(root.name.split("__")) != 3 or not (root / "plans.json").is_file():
+        return None
+    name = f"{root.parent.name}/{root.name}"
+    return build_manifest(root, name=name, display_name=name, license="unknown (trained outside AttUMambaSeg)",
+                          description="an nnU-Net results folder without model.json: no held-out metrics recorded; "
+                                      "'attumamba-seg package' makes a package of it")
 
 
 def _inspect(path: Path) -> InstalledModel:

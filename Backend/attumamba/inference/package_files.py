@@ -45,13 +45,15 @@ def _json_object(text: str, where: Path, what: str) -> dict:
 class FolderFiles:
     """A package folder's files by name."""
 
-    def __init__(self, root: Path):
-        self.root = root
+    def __init__(self, root: Path, manifest: dict | None = None):
+        self.root, self.manifest = root, manifest   # a manifest built for a folder that has none
 
     def where(self, name: str) -> Path:
         return self.root / name if name else self.root
 
     def json(self, name: str, what: str) -> dict:
+        if name == "model.json" and self.manifest is not None:
+            return self.manifest
         return read_json(self.root / name, what)
 
     def checkpoints(self) -> list[str]:

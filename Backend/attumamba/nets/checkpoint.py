@@ -48,9 +48,13 @@ def published_state_dict(source: dict | str | Path) -> dict[str, torch.Tensor]:
     """The network weights of a checkpoint file or dict, without a DDP ``module.`` prefix."""
     if isinstance(source, (str, Path)):
         source = read_checkpoint(source)
-    weights = source.get("network_weights", source) if isinstance(source, dict) else None
+    weights = source
+    if isinstance(source, dict):   # nnU-Net: 'network_weights'; the MPU-Net release: 'net'; others: 'state_dict'
+        weights = next((source[k] for k in ("network_weights", "net", "state_dict") if isinstance(source.get(k), dict)),
+                       source)
     if not isinstance(weights, dict):
-        raise InputError("the checkpoint holds no state dict (expected a dict, or one under 'network_weights')")
+        raise InputError("the checkpoint holds no state dict (expected a dict, or one under 'network_weights', "
+                         "'net' or 'state_dict')")
     return {key.removeprefix("module."): value for key, value in weights.items()}
 
 
@@ -70,7 +74,10 @@ def load_published_weights(model: nn.Module, source: dict | str | Path) -> None:
             missing.append(key)
         else:
             complete[key] = weights[twin]
-    unexpected = [key for key in weights if key not in expected and not any(a in expected for a in _aliases(key))]
+    # modules a release builds but never calls (MPU-Net's decoder5/up1/map5): their weights are dropped
+    ignored = tuple(getattr(model, "ignored_release_prefixes", ()))
+    unexpected = [key for key in weights if key not in expected and not key.startswith(ignored) and
+                  not any(a in expected for a in _aliases(key))]
     if missing or unexpected:
         raise InputError(
             f"the checkpoint does not fit {type(model).__name__}: {len(missing)} missing keys "

@@ -159,6 +159,8 @@ def _drop_unused_release_keys(module, state_dict, prefix, *args) -> None:
 class MPUNet(nn.Module):
     """MPU-Net; nnU-Net plans may pass their topology keys, which it ignores (its own topology, patch divisible by 8)."""
 
+    ignored_release_prefixes = UNUSED_RELEASE_MODULES   # see load_published_weights
+
     #: resolution of each deep-supervision output relative to the input (the fused output first)
     deep_supervision_scales = ((1.0, 1.0, 1.0), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), (0.125, 0.125, 0.125))
 
