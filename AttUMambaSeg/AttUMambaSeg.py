@@ -126,6 +126,7 @@ class AttUMambaSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui, self.logic, parameterNode, self.resultsPanel, connected, self.updateButtons, self.timer.start)
         self.batchPanel = widgetsModule("batch_panel").BatchPanel(
             self.ui, self.logic, parameterNode, connected, self.timer.start)
+        self.responsePanel = widgetsModule("response_panel").ResponsePanel(self.ui, self.logic, self.timer.start)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -195,8 +196,8 @@ class AttUMambaSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onTick(self):
         """Step whatever goes on; none of the polls waits (their network work runs on worker threads)."""
-        busy = [self.segmentPanel.poll(), self.backendPanel.poll(), self.batchPanel.poll(), self.resultsPanel.poll()]
-        if not any(busy):
+        panels = (self.segmentPanel, self.backendPanel, self.batchPanel, self.resultsPanel, self.responsePanel)
+        if not any([panel.poll() for panel in panels]):  # a list, not a generator: every panel is stepped
             self.timer.stop()
 
 

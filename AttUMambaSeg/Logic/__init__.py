@@ -9,7 +9,8 @@ Modules, one job each: ``client`` (backend HTTP API), ``transport`` (no proxy, n
 verified TLS, consent to plain HTTP), ``run`` (one segmentation run, stepped
 from a GUI timer), ``batch`` (a folder segmented on the backend; opening a finished study),
 ``results`` (report -> segmentation, lines, table), ``measure``
-(re-measure after edits), ``export`` (files for a folder), ``segments``, ``axes``,
+(re-measure after edits), ``export`` (files for a folder), ``response``, ``response_scene`` and
+``response_reader`` (baseline vs follow-up: the assessment, its nodes, the reader's changes), ``segments``, ``axes``,
 ``tables``, ``hierarchy``, ``volumes``, ``files``, ``geometry`` (the only place where LPS
 and RAS meet), and for the module panel ``inputs`` (which volumes are CT and PET),
 ``backend_process`` (a backend the module starts and stops), ``connection`` (checking a

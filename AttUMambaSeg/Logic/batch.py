@@ -1,11 +1,12 @@
 """Batch runs from Slicer: every study of a folder segmented on the backend, and a finished study opened as nodes.
 
 The backend does the work and writes the files, on its own machine (the folders are its
-paths). :class:`BatchRun` starts, watches and cancels a batch: :meth:`BatchRun.poll`, called
-from a GUI timer, never waits (its requests run on a worker thread); scripts use
-:meth:`BatchRun.wait`. Opening a finished study downloads its CT, PET and labelmap (no MRML,
-any thread) and then makes the nodes in the caller's thread, the lesion nodes with
-:func:`results.build_result`, so the opened study re-measures as an interactive result does.
+paths). :class:`BatchRun` starts, watches and cancels a batch: neither making one nor
+:meth:`BatchRun.poll`, called from a GUI timer, waits (its requests, the submission included,
+run on a daemon worker thread); scripts use :meth:`BatchRun.wait`. Opening a finished study
+downloads its CT, PET and labelmap (no MRML, any thread) and then makes the nodes in the
+caller's thread, the lesion nodes with :func:`results.build_result`, so the opened study
+re-measures as an interactive result does.
 A study that fails to open leaves the scene as it was.
 """
 
@@ -15,16 +16,16 @@ import shutil
 import tempfile
 import time
 from concurrent import futures
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
 from .client import BackendClient, BackendError
-from .connection import in_background
 from .hierarchy import CreatedNodes, place
 from .results import LesionResult, build_result
 from .run import RunCancelled
 from .volumes import read_image, set_volume_array
+from .workers import SerialWorker, in_background
 
 FINAL_STATES = ("done", "failed", "cancelled")
 OPENABLE_STATES = ("done", "kept")  # studies with results: segmented by this run or kept from an earlier one
@@ -35,8 +36,10 @@ PET_COLOR_ID = "vtkMRMLPETProceduralColorNodePET-Heat"
 class BatchRun:
     """One batch on the backend; ``status`` is its latest ``GET /v1/batches/{id}`` answer.
 
-    Starting sends one request and raises its :class:`BackendError` (backend down, no such
-    folder, results already there without ``resume``) before anything runs.
+    Making one checks the folders are given and sends the submission in the background
+    (``state`` is ``submitting`` until it is answered). A refused submission (backend down, no
+    such folder, results already there without ``resume``) ends the run as ``failed`` with the
+    backend's message, kept in ``submit_error``; :meth:`wait` raises it.
     """
 
     def __init__(self, client: BackendClient, input_dir: str, output_dir: str, *, model: str | None = None,
@@ -47,12 +50,15 @@ class BatchRun:
                 raise ValueError(f"choose the {label} (a folder on the backend's machine)")
         self.client, self.poll_interval_s, self.cancelling = client, poll_interval_s, False
         self.error: Exception | None = None  # of the last status request; the batch goes on regardless
-        self.status = client.submit_batch(str(input_dir).strip(), str(output_dir).strip(), model, device=device,
-                                          tta=tta, resume=resume, options=options)
-        self.batch_id = self.status["batch_id"]
+        self.submit_error: Exception | None = None  # why the backend refused the batch
+        self.batch_id: str | None = None  # once the backend accepted the batch
+        self.status = {"state": "submitting", "message": "sending the batch to the backend", "studies": []}
         self._requests: list[Future] = []
         self._next_poll = 0.0
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attumamba-batch")
+        self._worker = SerialWorker("attumamba-batch")  # daemon: quitting never waits for it
+        self._submission: Future | None = self._worker.submit(
+            client.submit_batch, str(input_dir).strip(), str(output_dir).strip(), model, device=device, tta=tta,
+            resume=resume, options=options)
 
     @property
     def state(self) -> str:
@@ -64,6 +70,10 @@ class BatchRun:
 
     def poll(self) -> dict:
         """The latest status: takes the answers that came and sends the next request; never waits."""
+        if self._submission is not None:
+            if not self._submission.done():
+                return self.status
+            self._take_submission()
         while self._requests and self._requests[0].done():
             self._take(self._requests.pop(0))
         if not self.finished and not self._requests and time.monotonic() >= self._next_poll:
@@ -74,8 +84,13 @@ class BatchRun:
     def wait(self, timeout_s: float = 3600.0, poll_s: float = 0.2) -> dict:
         """Poll in this thread until the batch ends (scripts, tests); cancels it after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
+        if self._submission is not None:
+            futures.wait([self._submission], timeout=timeout_s)
+            self.poll()
+        if self.submit_error is not None:
+            raise self.submit_error
         while not self.finished:
-            if time.monotonic() > deadline:
+            if self._submission is not None or time.monotonic() > deadline:
                 self.cancel()
                 raise RunCancelled(f"the batch did not finish within {timeout_s:.0f} s and was cancelled")
             self._requests.append(self._worker.submit(self.client.batch, self.batch_id))
@@ -96,7 +111,10 @@ class BatchRun:
         """Ask the backend to stop (in the background): studies finished so far are kept."""
         if not self.finished and not self.cancelling:
             self.cancelling = True
-            self._requests.append(self._worker.submit(self.client.cancel_batch, self.batch_id))
+            if self.batch_id is not None:
+                self._requests.append(self._worker.submit(self.client.cancel_batch, self.batch_id))
+            elif self._submission is not None:  # sent as soon as the backend accepts the batch
+                self._submission.add_done_callback(self._cancel_accepted)
 
     def rows(self) -> list[tuple[str, bool, tuple[str, ...]]]:
         """(study ID, can be opened, the cells under :data:`COLUMNS`) per study."""
@@ -109,6 +127,25 @@ class BatchRun:
         state = "cancelling" if self.cancelling and not self.finished else self.state
         problem = f"; no answer from the backend: {self.error}" if self.error is not None else ""
         return f"{state.capitalize()}: {self.status.get('message') or ''}{counts}{problem}"
+
+    def _take_submission(self) -> None:
+        submission, self._submission = self._submission, None
+        try:
+            status = submission.result()
+        except Exception as error:  # noqa: BLE001 - the run ends as failed with the backend's message
+            self.submit_error = error
+            self._set({"state": "failed", "message": str(error), "studies": []})
+            return
+        self.batch_id = status["batch_id"]
+        self._set(status)
+
+    def _cancel_accepted(self, submission: Future) -> None:
+        """Cancel a batch the backend accepted after the user cancelled (on the worker thread)."""
+        if submission.exception() is None:
+            try:
+                self.client.cancel_batch(submission.result()["batch_id"])
+            except BackendError:
+                pass  # already finished or gone: nothing left to stop
 
     def _take(self, request: Future) -> None:
         try:

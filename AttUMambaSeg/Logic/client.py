@@ -99,6 +99,24 @@ class BackendClient:
         return self._multipart(f"/v1/studies/{study_id}/measure", {"labelmap": Path(labelmap_file)},
                                {"options": json.dumps(options or {})})
 
+    def send_labelmap(self, study_id: str, labelmap_file: str | Path) -> dict:
+        """Keep a labelmap of a stored study on the backend (for responses): ``{labelmap_id, study_id, report}``."""
+        return self._multipart(f"/v1/studies/{study_id}/labelmaps", {"labelmap": Path(labelmap_file)}, {})
+
+    def submit_response(self, body: dict) -> dict:
+        """Start a response assessment (``POST /v1/responses``: baseline, follow_up, reader, ...)."""
+        return self._json("POST", "/v1/responses", body)
+
+    def response(self, response_id: str) -> dict:
+        return self._json("GET", f"/v1/responses/{response_id}")
+
+    def cancel_response(self, response_id: str) -> dict:
+        return self._json("DELETE", f"/v1/responses/{response_id}")
+
+    def download_response_transform(self, response_id: str, target: str | Path) -> Path:
+        """The follow-up-to-baseline registration as an ITK ``.h5`` transform file."""
+        return self._download(f"/v1/responses/{response_id}/transform", target)
+
     def download_volume(self, study_id: str, which: str, target: str | Path) -> Path:
         """A stored study's ``ct`` (HU) or ``pet`` (SUV) as a NRRD file."""
         return self._download(f"/v1/studies/{study_id}/volumes/{which}", target)

@@ -6,11 +6,11 @@ polls the future from its timer, so an unreachable remote host never freezes Sli
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .backend_process import token_for
 from .client import BackendClient
+from .workers import in_background  # noqa: F401 - the GUI's way to run a call off its thread
 
 
 @dataclass
@@ -37,15 +37,6 @@ def connect(url: str, token: str = "", ca_file: str = "") -> BackendClient:
 def check_backend(client: BackendClient) -> BackendStatus:
     """Health (no token needed) and then the models (checks the token)."""
     return BackendStatus(client.health(), client.models())
-
-
-def in_background(function, *args, **kwargs) -> Future:
-    """Run one call on a worker thread; the caller polls ``done()`` and reads ``result()``."""
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attumamba-call")
-    try:
-        return executor.submit(function, *args, **kwargs)
-    finally:
-        executor.shutdown(wait=False)
 
 
 def model_choices(models: list[dict]) -> list[tuple[str, str]]:

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from .client import BackendClient, BackendError
-from .connection import in_background
 from .results import CT_ROLE, PET_ROLE, STUDY_ATTRIBUTE, LesionResult, refresh
 from .run import RunCancelled
 from .segments import export_labelmap, label_values
 from .volumes import write_image, write_volume
+from .workers import in_background
 
 
 def update_measurements(client: BackendClient, segmentation_node, *, study_id: str | None = None,

@@ -1,10 +1,11 @@
 """One segmentation run as a small state machine: export -> upload -> submit -> segment -> download -> build.
 
 The GUI calls :meth:`SegmentationRun.step` from a timer, so a step never waits: network and
-disk work go to one worker thread, and the step only looks whether it finished. MRML is
-touched only in :meth:`step` (the caller's thread): reading the volumes at the start and
-building the nodes at the end, which removes everything it made if it fails. A run that
-fails or is cancelled therefore leaves the scene as it was. Scripts use :meth:`wait`.
+disk work go to one worker thread (a daemon: quitting Slicer abandons it at once), and the step
+only looks whether it finished. MRML is touched only in :meth:`step` (the caller's thread):
+reading the volumes at the start and building the nodes at the end, which removes everything
+it made if it fails. A run that fails or is cancelled therefore leaves the scene as it was.
+Scripts use :meth:`wait`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 from .client import BackendClient, BackendError
 from .results import LesionResult, build_result
 from .volumes import volume_array, write_image
+from .workers import SerialWorker
 
 #: Overall progress at the start of each stage; the segment stage spans its job's progress.
 STAGE_START = {"export": 0.0, "upload": 0.03, "submit": 0.10, "segment": 0.12, "download": 0.90, "build": 0.95}
@@ -54,7 +56,7 @@ class SegmentationRun:
         self._pending: Future | None = None
         self._next_poll = 0.0
         self._folder: Path | None = None  # made when the run starts, removed when it ends
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attumamba-run")
+        self._worker = SerialWorker("attumamba-run")  # daemon: quitting never waits for it
 
     @property
     def finished(self) -> bool:

@@ -58,14 +58,19 @@ def _cell(kind: str, value: object) -> object:
 
 def fill_lesion_table(table_node, lesions: list[dict]) -> None:
     """Replace the table's content with one row per lesion (``lesion["segment"]`` names its segment)."""
+    fill_table(table_node, LESION_COLUMNS, lesions)
+
+
+def fill_table(table_node, columns: tuple[Column, ...], rows: list[dict]) -> None:
+    """Replace the table's content with one row per item of ``rows``, cells from ``columns``."""
     was_modifying = table_node.StartModify()
     try:
         table_node.RemoveAllColumns()
-        for column in LESION_COLUMNS:
+        for column in columns:
             array = _ARRAYS[column.kind]()
             array.SetName(column.name)
-            for lesion in lesions:
-                array.InsertNextValue(_cell(column.kind, column.value(lesion)))
+            for row in rows:
+                array.InsertNextValue(_cell(column.kind, column.value(row)))
             table_node.AddColumn(array)
             table_node.SetColumnTitle(column.name, column.title)
             table_node.SetColumnUnitLabel(column.name, column.unit)

@@ -1,8 +1,10 @@
 """The Backend and Model sections: start/stop a local backend or connect to one, the status light, the models.
 
 Nothing here waits: starting the backend returns at once and :meth:`BackendPanel.poll`, called
-from the module's timer, notices when it answers; the connection check runs on a worker
-thread and ``poll`` collects its result. The URL, the backend Python and the mode are kept
+from the module's timer, notices when it answers or exits (the end of its log then shows in the
+status, the log is kept, and Start is enabled again); Stop terminates it and ``poll`` sees it
+gone (killing it if it lingers); the connection check runs on a worker thread and ``poll``
+collects its result. The URL, the backend Python and the mode are kept
 in Slicer's settings; the token is kept for the session only, never written anywhere. A backend
 reached over plain HTTP on another computer gets a red warning under the status light, and
 :func:`confirmPlainHttp` asks before volumes first go to it (the decision is the Logic's).
@@ -50,6 +52,7 @@ class BackendPanel:
         self.parameterNode, self.changed, self.wake = parameterNode, changed, wake
         self.connected = False
         self.starting = False
+        self.stopping = None  # the ManagedBackend terminated by Stop, until it is gone
         self.check = None  # Future of the running connection check
         self.models = {}
 
@@ -62,6 +65,7 @@ class BackendPanel:
         self.ui.backendCaFilePathLineEdit.currentPathChanged.connect(lambda path: saveSetting("BackendCAFile", path))
         self.ui.backendUrlLineEdit.editingFinished.connect(
             lambda: saveSetting("BackendURL", self.ui.backendUrlLineEdit.text))
+        self.ui.backendPythonFolderButton.clicked.connect(self.onChooseBackendFolder)
         self.ui.startBackendButton.clicked.connect(self.onStart)
         self.ui.stopBackendButton.clicked.connect(self.onStop)
         self.ui.testConnectionButton.clicked.connect(self.onTestConnection)
@@ -87,8 +91,8 @@ class BackendPanel:
         self.changed()
 
     def updateButtons(self):
-        running = self.logic.backend is not None
-        self.ui.startBackendButton.enabled = not running
+        running = self.logic.backend is not None and self.logic.backend.alive
+        self.ui.startBackendButton.enabled = not running and self.stopping is None
         self.ui.stopBackendButton.enabled = running
         self.ui.testConnectionButton.enabled = self.check is None and not self.starting
 
@@ -108,10 +112,26 @@ class BackendPanel:
             self.setConnected(False, "busy", f"starting on {backend.url} (the first start can take a minute)")
             self.wake()
 
+    def onChooseBackendFolder(self):
+        """A folder, not a file: ``.venv`` is hidden in native file dialogs, and the environment's
+        python is a link that a file dialog may resolve to the base interpreter."""
+        start = self.ui.backendPythonPathLineEdit.currentPath or qt.QDir.homePath()
+        folder = qt.QFileDialog.getExistingDirectory(
+            None, "The AttUMambaSeg repository or the backend's environment", start,
+            qt.QFileDialog.ShowDirsOnly | qt.QFileDialog.DontResolveSymlinks)
+        if folder:
+            self.ui.backendPythonPathLineEdit.currentPath = folder
+
     def onStop(self):
         self.starting = False
-        self.logic.stopBackend()
-        self.setConnected(False, "off", "stopped")
+        backend = self.logic.backend
+        self.logic.stopBackend()  # terminates; poll() sees it gone
+        if backend is not None and not backend.ended():
+            self.stopping = backend
+            self.setConnected(False, "busy", "stopping ...")
+            self.wake()
+        else:
+            self.setConnected(False, "off", _stoppedText(backend))
 
     def onTestConnection(self):
         with slicer.util.tryWithErrorDisplay("Could not connect to the backend.", waitCursor=True):
@@ -131,7 +151,10 @@ class BackendPanel:
 
     # --- polled from the module's timer ----------------------------------------------------------
     def poll(self):
-        """Look at the starting backend and the running check; True while either goes on."""
+        """Look at the starting or stopping backend and the running check; True while one goes on."""
+        if self.stopping is not None and self.stopping.ended():
+            backend, self.stopping = self.stopping, None
+            self.setConnected(False, "off", _stoppedText(backend))
         if self.starting:
             backend = self.logic.backend
             state = backend.state() if backend is not None else "stopped"
@@ -151,7 +174,7 @@ class BackendPanel:
             else:
                 self.fillModels(status.models)
                 self.setConnected(True, "ok", f"{status.summary()} ({self.logic.client.url})")
-        return self.starting or self.check is not None
+        return self.starting or self.stopping is not None or self.check is not None
 
     # --- models ------------------------------------------------------------------------------------
     def fillModels(self, models):
@@ -174,3 +197,8 @@ class BackendPanel:
         if parameterNode is not None and name:
             parameterNode.model = name
         self.ui.modelDescriptionLabel.text = self.logic.describeModel(self.models.get(name))
+
+
+def _stoppedText(backend):
+    """'stopped', and where the stopped backend's log was kept."""
+    return f"stopped (its log: {backend.log_file})" if backend is not None and backend.folder is not None else "stopped"

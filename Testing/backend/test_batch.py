@@ -85,6 +85,7 @@ def test_a_mixed_tree_gives_every_per_study_file_cohort_tables_and_a_failure_rec
         files = {p.name for p in (out / "studies" / study_id).iterdir()}
         assert {"lesions.nii.gz", "lesions.seg.nrrd", "lesions.json", "lesions.csv", "mip.png", "study.json"} <= files
         assert ("lesions_seg.dcm" in files) == study_id.startswith("patient")  # DICOM SEG only for DICOM inputs
+        assert ("lesions_sr.dcm" in files) == study_id.startswith("patient")  # and its SR TID 1500 report
     assert not list((out / "studies").glob(".*"))  # no partial study left
     failure = json.loads((out / "failed" / "broken.json").read_text())
     assert not failure["ok"] and "broken_ct.nii.gz" in failure["error"]

@@ -97,3 +97,116 @@ def test_a_response_can_be_cancelled(server, segmented):
     # the studies were unpinned: the next assessment runs
     again = server.post("/v1/responses", json=body(segmented, deformable=False)).json()["response_id"]
     assert wait_response(server, again)["state"] == "done"
+
+
+# --- labelmaps sent by the client (edited segments), reused registrations, the transform ------------------
+
+def _handmade(reference, lesions=(1, 2, 3)):
+    """Up to three lesions of known shape on the CT grid: a box (1), a ball (2), a small cube (3)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    array = np.zeros(reference.GetSize()[::-1], np.uint16)
+    k, j, i = np.indices(array.shape)
+    shapes = {1: (k >= 5) & (k < 11) & (j >= 5) & (j < 13) & (i >= 5) & (i < 17),
+              2: (k - 22) ** 2 + (j - 24) ** 2 + (i - 24) ** 2 <= 36,
+              3: (k >= 30) & (k < 33) & (j >= 8) & (j < 11) & (i >= 30) & (i < 33)}
+    for value in lesions:
+        array[shapes[value]] = value
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(reference)
+    return image
+
+
+@pytest.fixture(scope="module")
+def same_anatomy(server):
+    """One patient's study uploaded twice (identical CT: the registration is the identity), with
+    hand-made labelmaps sent for each: lesion 3 is gone at the follow-up. {when: (study_id, labelmap_id)}"""
+    from attumamba.server.uploads import image_bytes
+
+    ct, pet = small_study(0)
+    found = {}
+    for when, lesions in (("baseline", (1, 2, 3)), ("follow_up", (1, 2))):
+        study = upload(server, ct, pet).json()["study_id"]
+        sent = server.post(f"/v1/studies/{study}/labelmaps",
+                           files={"labelmap": ("edited.nrrd", image_bytes(_handmade(ct, lesions)))})
+        assert sent.status_code == 200, sent.text
+        assert sent.json()["study_id"] == study
+        assert sorted(lesion["id"] for lesion in sent.json()["report"]["lesions"]) == list(lesions)
+        found[when] = (study, sent.json()["labelmap_id"])
+    return found
+
+
+def labelmap_body(found, **extra) -> dict:
+    return {when: {"study_id": study, "labelmap_id": labelmap} for when, (study, labelmap) in found.items()} | extra
+
+
+def test_sent_labelmaps_are_assessed_instead_of_a_jobs(server, same_anatomy):
+    submitted = server.post("/v1/responses", json=labelmap_body(same_anatomy, deformable=False,
+                                                                reader={"min_new_lesion_ml": 0}))
+    assert submitted.status_code == 202, submitted.text
+    status = wait_response(server, submitted.json()["response_id"])
+    assert status["state"] == "done", status
+    assert status["labelmaps"] == {when: labelmap for when, (_, labelmap) in same_anatomy.items()}
+    assert status["jobs"] == {}
+    response = status["response"]
+    assert response["matching"]["counts"]["disappeared"] == 1
+    kinds = {tuple(row["baseline_ids"]): row["kind"] for row in response["lesions"]}
+    assert kinds[(3,)] == "disappeared" and kinds[(1,)] != "disappeared" and kinds[(2,)] != "disappeared"
+    assert f"labelmap {same_anatomy['follow_up'][1]}" in response["follow_up"]
+
+
+def test_a_job_and_a_sent_labelmap_mix(server, segmented, same_anatomy):
+    mixed = body(segmented, deformable=False)
+    mixed["follow_up"] = {"study_id": same_anatomy["follow_up"][0], "labelmap_id": same_anatomy["follow_up"][1]}
+    status = wait_response(server, server.post("/v1/responses", json=mixed).json()["response_id"])
+    assert status["state"] == "done", status
+    assert set(status["jobs"]) == {"baseline"} and set(status["labelmaps"]) == {"follow_up"}
+
+
+def test_labelmap_sources_are_checked(server, same_anatomy):
+    (study, labelmap), (other_study, _) = same_anatomy["baseline"], same_anatomy["follow_up"]
+    both = labelmap_body(same_anatomy)
+    both["baseline"]["job_id"] = "x"
+    answer = server.post("/v1/responses", json=both)
+    assert answer.status_code == 422 and "exactly one of job_id and labelmap_id" in answer.json()["detail"]
+    neither = labelmap_body(same_anatomy)
+    del neither["baseline"]["labelmap_id"]
+    assert "exactly one" in server.post("/v1/responses", json=neither).json()["detail"]
+    unknown = labelmap_body(same_anatomy)
+    unknown["baseline"]["labelmap_id"] = "0" * 32
+    answer = server.post("/v1/responses", json=unknown)
+    assert answer.status_code == 404 and "send it again" in answer.json()["detail"]
+    swapped = labelmap_body(same_anatomy)
+    swapped["follow_up"]["labelmap_id"] = labelmap
+    answer = server.post("/v1/responses", json=swapped)
+    assert answer.status_code == 422 and f"belongs to study {study}" in answer.json()["detail"]
+    not_a_volume = server.post(f"/v1/studies/{other_study}/labelmaps", files={"labelmap": ("x.nrrd", b"NRRD0004\n")})
+    assert not_a_volume.status_code == 422
+    assert server.post(f"/v1/studies/{'0' * 32}/labelmaps", files={"labelmap": ("x.nrrd", b"")}).status_code == 404
+
+
+def test_the_transform_downloads_and_a_registration_is_reused(server, same_anatomy, segmented, tmp_path):
+    import SimpleITK as sitk
+
+    first = wait_response(server, server.post("/v1/responses", json=labelmap_body(
+        same_anatomy, deformable=False)).json()["response_id"])
+    assert first["state"] == "done", first
+    transform = server.get(f"/v1/responses/{first['response_id']}/transform")
+    assert transform.status_code == 200
+    (tmp_path / "t.h5").write_bytes(transform.content)
+    loaded = sitk.ReadTransform(str(tmp_path / "t.h5"))
+    moved = loaded.TransformPoint((10.0, -20.0, 5.0))   # identical CTs: (close to) the identity
+    assert max(abs(a - b) for a, b in zip(moved, (10.0, -20.0, 5.0))) < 2.0
+
+    again = server.post("/v1/responses", json=labelmap_body(same_anatomy, reuse_registration=first["response_id"],
+                                                            reader={"targets": [1]}))
+    status = wait_response(server, again.json()["response_id"])
+    assert status["state"] == "done", status
+    assert "reused from an earlier assessment" in status["response"]["registration"]["notes"]
+    assert status["response"]["registration"]["metric_final"] == first["response"]["registration"]["metric_final"]
+    assert [t["baseline_id"] for t in status["response"]["categories"]["recist"]["targets"]] == [1]
+
+    other = server.post("/v1/responses", json=body(segmented, reuse_registration=first["response_id"]))
+    assert other.status_code == 422 and "same two studies" in other.json()["detail"]
+    assert server.get(f"/v1/responses/{'0' * 32}/transform").status_code == 404

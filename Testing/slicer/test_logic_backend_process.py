@@ -22,6 +22,7 @@ def test_serve_command(logic, tmp_path):
     assert command == ["/env/bin/python", "-m", "attumamba.cli", "serve", "--host", "127.0.0.1", "--port", "8123",
                        "--token-file", str(tmp_path / "token"), "--device", "auto"]
     assert "--device" in _process().serve_command("python", 1, "t", device="cuda")
+    assert _process().serve_command("python", 1, "t", parent_pid=4321)[-2:] == ["--parent-pid", "4321"]
 
 
 def test_free_port_is_free(logic):
@@ -69,8 +70,24 @@ def test_check_python(logic, tmp_path):
     python.chmod(python.stat().st_mode | stat.S_IXUSR)
     assert check(python) == python
     assert check(environment) == python  # the environment's folder is enough
-    with pytest.raises(ValueError, match="folder without bin/python"):
-        check(tmp_path)
+    with pytest.raises(ValueError, match="folder without bin/python, Scripts.python.exe or .venv"):
+        check(tmp_path / "venv" / "bin")
+    repository = tmp_path / "repo"
+    (repository / ".venv" / "bin").mkdir(parents=True)
+    linked = repository / ".venv" / "bin" / "python"
+    linked.symlink_to(python)  # a venv's python is a link: kept, never resolved to its target
+    assert check(repository) == linked  # the repository's folder is enough
+
+
+def test_check_python_finds_a_windows_environment_in_the_repository(logic, tmp_path):
+    """Windows venvs keep the interpreter in Scripts\\python.exe; a chosen folder is searched for it."""
+    scripts = tmp_path / "repo" / ".venv" / "Scripts"
+    scripts.mkdir(parents=True)
+    (scripts / "python.exe").write_bytes(b"MZ")
+    (scripts / "python.exe").chmod(0o755)
+    check = _process().check_python
+    assert check(tmp_path / "repo") == scripts / "python.exe"
+    assert check(tmp_path / "repo" / ".venv") == scripts / "python.exe"
 
 
 def test_backend_environment_drops_slicers_python_settings(logic):
@@ -103,9 +120,12 @@ def test_a_managed_backend_starts_answers_and_stops(logic):
         assert client.health()["instance"] == backend.instance_id  # the id it was given in its environment
         assert isinstance(client.models(), list)  # the token works
         folder, process = backend.folder, backend.process
+        assert str(os.getpid()) in process.args[process.args.index("--parent-pid") + 1]
     finally:
-        backend.stop()
+        backend.stop(wait_s=10)
     assert process.poll() is not None and backend.state() == "stopped"
+    assert (folder / "backend.log").is_file() and not (folder / "token").exists()  # the log stays, the token not
+    backend.remove_files()
     assert not folder.exists()
 
 
@@ -116,8 +136,11 @@ def test_a_backend_that_exits_says_why(logic):
         assert _wait_for(backend, ("running", "exited"), 60.0) == "exited"
         message = backend.failure()
         assert "exited with code 2" in message and "invalid choice: 'tpu'" in message
+        assert f"its log: {backend.log_file}" in message
     finally:
         backend.stop()
+    assert "invalid choice: 'tpu'" in backend.log_file.read_text()  # kept after Stop
+    backend.remove_files()
 
 
 FAKE_BACKEND = """#!{python}
@@ -159,13 +182,14 @@ def test_managed_backend_is_checked_by_instance_before_the_token(logic, fake_pyt
                 assert time.monotonic() < deadline, backend.log_tail()
                 assert backend.state() in ("starting", "foreign"), backend.log_tail()
                 time.sleep(0.05)
-            assert backend.state() == "foreign"
+            assert _wait_for(backend, ("foreign",), 5) == "foreign"
             assert "another program answers" in backend.failure() and "token was not sent" in backend.failure()
             with pytest.raises(client.BackendError, match="another program answers"):
                 backend.client()
             started = json.loads((backend.folder / "started.json").read_text())
         finally:
-            backend.stop()
+            backend.stop(wait_s=5)
+            backend.remove_files()
     assert squatter.requests and {r.path for r in squatter.requests} == {"/v1/health"}
     assert squatter.tokens() == []  # the token never went to the program on the port
     assert started["instance"] == backend.instance_id and len(backend.instance_id) >= 32  # in its environment
@@ -185,5 +209,84 @@ def test_a_managed_backend_that_names_its_instance_gets_the_token(logic, fake_py
             assert ours.tokens() == []  # health needs no token
             backend.client().models()
         finally:
-            backend.stop()
+            backend.stop(wait_s=5)
+            backend.remove_files()
         assert ours.tokens() == ["Bearer the-managed-token"]
+
+
+class _StartupInfo:
+    """Stands for Windows' ``subprocess.STARTUPINFO`` (Linux has none)."""
+
+    def __init__(self):
+        self.dwFlags, self.wShowWindow = 0, 1
+
+
+def test_on_windows_the_backend_starts_without_a_console_window(logic, fake_python, monkeypatch):
+    """As ``slicer.util.launchConsoleProcess`` starts processes: a hidden window, and no console at all
+    (a console window a user closes would kill the backend)."""
+    import subprocess
+
+    process_module = _process()
+    backend = process_module.ManagedBackend(fake_python)
+    launched = []
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(subprocess, "STARTUPINFO", _StartupInfo, raising=False)
+    monkeypatch.setattr(subprocess, "Popen", lambda command, **kwargs: launched.append((command, kwargs)))
+    backend.start()
+    monkeypatch.undo()
+    (command, options), = launched
+    startup = options["startupinfo"]
+    assert startup.dwFlags & 0x1 and startup.wShowWindow == 0  # STARTF_USESHOWWINDOW, SW_HIDE
+    assert options["creationflags"] & 0x08000000  # CREATE_NO_WINDOW
+    assert command[command.index("--parent-pid") + 1] == str(os.getpid())
+    assert options["stdin"] == subprocess.DEVNULL and options["stderr"] == subprocess.STDOUT
+    assert process_module.hidden_console_options() == {}  # elsewhere: nothing added
+    backend.process = None
+    backend.remove_files()
+
+
+def test_stop_returns_at_once_and_a_backend_that_ignores_it_is_killed(logic, tmp_path, monkeypatch):
+    stubborn = tmp_path / "python"
+    stubborn.write_text(f"#!{sys.executable}\nimport signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                        "print('ready', flush=True)\ntime.sleep(120)\n")
+    stubborn.chmod(0o700)
+    process_module = _process()
+    monkeypatch.setattr(process_module, "STOP_GRACE_S", 0.5)
+    backend = process_module.ManagedBackend(stubborn)
+    backend.start()
+    deadline = time.monotonic() + 20
+    while "ready" not in backend.log_tail():
+        assert time.monotonic() < deadline, backend.log_tail()
+        time.sleep(0.05)
+    process = backend.process
+    started = time.monotonic()
+    backend.stop()
+    assert time.monotonic() - started < 0.2, "stop() waited for the process"
+    assert not backend.alive and backend.state() == "stopped" and not backend.ended()  # terminated, not gone yet
+    while not backend.ended():
+        assert time.monotonic() - started < 5, "the backend that ignores SIGTERM was never killed"
+        time.sleep(0.05)
+    assert process.poll() is not None
+    backend.remove_files()
+
+
+def test_state_never_waits_for_a_health_answer(logic, fake_python):
+    """A port that accepts but never answers: state() still returns at once (the check runs in the background)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        backend = _process().ManagedBackend(fake_python, port=silent.getsockname()[1])
+        backend.start()
+        try:
+            deadline = time.monotonic() + 20
+            while not backend.token_file.is_file():
+                assert time.monotonic() < deadline, backend.log_tail()
+                time.sleep(0.05)
+            for _ in range(5):
+                started = time.monotonic()
+                assert backend.state() == "starting"
+                assert time.monotonic() - started < 0.1
+                time.sleep(0.05)
+        finally:
+            backend.stop(wait_s=5)
+            backend.remove_files()

@@ -248,8 +248,10 @@ def test_a_backend_that_is_down_gives_a_clear_error(scene, tmp_path, logic):
     batch, client_module = _module("batch"), _module("client")
     down = client_module.BackendClient("http://127.0.0.1:9", TOKEN, timeout=2)
     nodes = scene.GetNumberOfNodes()
+    run = batch.BatchRun(down, str(tmp_path), str(tmp_path / "out"))
     with pytest.raises(client_module.BackendError, match="not reachable.*start it"):
-        batch.BatchRun(down, str(tmp_path), str(tmp_path / "out"))
+        run.wait(30)
+    assert run.state == "failed" and "not reachable" in run.summary() and run.batch_id is None
     with pytest.raises(client_module.BackendError, match="not reachable"):
         batch.open_batch_study(down, "0" * 32, "alpha", scene)
     assert scene.GetNumberOfNodes() == nodes
@@ -260,9 +262,12 @@ def test_bad_folders_are_refused_before_anything_runs(backend, folder, tmp_path,
     with pytest.raises(ValueError, match="choose the output folder"):
         _start(backend, folder, " ")
     with pytest.raises(client_module.BackendError, match="422.*not a folder on the backend's machine"):
-        _start(backend, tmp_path / "missing", tmp_path / "out")
+        _start(backend, tmp_path / "missing", tmp_path / "out").wait(30)
+    refused = _start(backend, folder, finished[0].status["output_dir"])
+    _drive(refused, 30)  # as the GUI sees it: polls end with the backend's answer
+    assert refused.state == "failed" and "resume that run or choose an empty folder" in refused.summary()
     with pytest.raises(client_module.BackendError, match="resume that run or choose an empty folder"):
-        _start(backend, folder, finished[0].status["output_dir"])
+        refused.wait(1)
     (tmp_path / "empty").mkdir()
     with pytest.raises(client_module.BackendError, match="the batch failed: .*no CT \\+ PET study"):
         _start(backend, tmp_path / "empty", tmp_path / "out").wait(60)
@@ -303,6 +308,9 @@ def test_cancel_stops_the_batch_and_keeps_what_it_finished(backend, folder, tmp_
 
 def test_a_batch_the_backend_forgot_ends_as_failed(backend, folder, tmp_path):
     run = _start(backend, folder, tmp_path / "out")
+    while run.batch_id is None:
+        run.poll()
+        time.sleep(0.02)
     real, run.batch_id = run.batch_id, "0" * 32  # as after a backend restart
     try:
         with pytest.raises(_module("client").BackendError, match="no longer knows this batch.*Resume"):
@@ -331,3 +339,22 @@ def test_a_backend_that_stops_answering_shows_in_the_summary_and_polling_goes_on
     with pytest.raises(_module("run").RunCancelled):
         run.wait(120)
     assert run.error is None and "no answer" not in run.summary()
+
+
+def test_making_a_batch_returns_at_once_while_the_backend_is_slow(logic, tmp_path):
+    """The submission goes in the background: a backend that takes its time (here: never answers)
+    does not hold the GUI thread, and a cancel clicked meanwhile is kept for when it answers."""
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        slow = _module("client").BackendClient(f"http://127.0.0.1:{silent.getsockname()[1]}", TOKEN, timeout=30)
+        started = time.monotonic()
+        run = _module("batch").BatchRun(slow, str(tmp_path), str(tmp_path / "out"))
+        assert time.monotonic() - started < 0.5, "making a BatchRun waited for the backend"
+        polled = time.monotonic()
+        assert run.poll()["state"] == "submitting" and time.monotonic() - polled < 0.1
+        assert not run.finished and run.batch_id is None and run.summary().startswith("Submitting")
+        run.cancel()
+        assert run.cancelling and not run._requests  # nothing to cancel on the backend yet

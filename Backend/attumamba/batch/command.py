@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "batch", help="segment every study under a folder (DICOM trees and NIfTI pairs), with cohort tables",
         description="Finds every CT + PET study under STUDY_DIR and writes, per study, OUT/studies/<id>/ "
-                    "(lesions.nii.gz, lesions.seg.nrrd, lesions_seg.dcm for DICOM inputs, lesions.json/csv, mip.png), "
+                    "(lesions.nii.gz, lesions.seg.nrrd, lesions_seg.dcm and lesions_sr.dcm for DICOM inputs, "
+                    "lesions.json/csv, mip.png), "
                     "then OUT/cohort_studies.csv, OUT/cohort_lesions.csv and OUT/report.html. A study that fails is "
                     "recorded in OUT/failed/ and the run goes on; the exit code is 1 if any failed.",
     )

@@ -17,12 +17,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import CancelledError, InputError
+from ..io.dicom_sr import SEG_FILE, SR_FILE
 from ..io.study_types import Study
 
 Progress = Callable[[float, str], None]
 
 SEG_NRRD_NAME = "lesions.seg.nrrd"
-DICOM_SEG_NAME = "lesions_seg.dcm"
+DICOM_SEG_NAME, DICOM_SR_NAME = SEG_FILE, SR_FILE  # lesions_seg.dcm, lesions_sr.dcm
 MIP_NAME = "mip.png"
 
 
@@ -109,18 +110,20 @@ def _use_threads(settings: BatchSettings) -> None:
 
 
 def _render_files(study: Study, settings: BatchSettings, result, ct, pet) -> dict[str, bytes]:
-    """Labelmap, report, timings, .seg.nrrd, DICOM SEG (DICOM CT, CT grid) and the MIP, as bytes."""
+    """Labelmap, report, timings, .seg.nrrd, DICOM SEG and SR (DICOM CT, CT grid) and the MIP, as bytes."""
     from ..inference.pipeline import write_outputs
-    from ..io import write_dicom_seg, write_seg_nrrd
+    from ..io import write_seg_nrrd
+    from ..io.dicom_sr import write_dicom_seg_and_sr
     from ..viz import render_pet_ct_mip
 
     with tempfile.TemporaryDirectory(prefix="attumamba-study-") as temporary:
         folder = Path(temporary)
         write_outputs(result, folder)
         write_seg_nrrd(result.instances, folder / SEG_NRRD_NAME)
-        if study.kind == "dicom" and settings.reference == "ct":
-            write_dicom_seg(result.instances, study.ct, folder / DICOM_SEG_NAME, series_uid=study.ct_series_uid,
-                            model_name=result.report.get("model", ""))
+        if study.kind == "dicom" and settings.reference == "ct":  # SEG + SR: none for a study without lesions
+            write_dicom_seg_and_sr(result.instances, result.report, study.ct, folder, ct_series_uid=study.ct_series_uid,
+                                   pet=study.pet, pet_series_uid=study.pet_series_uid,
+                                   model_name=result.report.get("model", ""))
         totals = result.report["totals"]
         render_pet_ct_mip(ct, pet, folder / MIP_NAME, labels=result.instances,
                           title=f"{study.study_id}: {totals['n_lesions']} lesions, MTV {totals['mtv_ml']:.1f} mL")

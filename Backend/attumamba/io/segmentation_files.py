@@ -94,7 +94,7 @@ def write_seg_nrrd(instances: sitk.Image, path: Path, names: dict[int, str] | No
 
 def write_dicom_seg(
     instances: sitk.Image,
-    ct_series: Path,
+    ct_series: Path | DicomSeries,
     path: Path,
     *,
     series_uid: str | None = None,
@@ -105,9 +105,11 @@ def write_dicom_seg(
 ) -> Path | None:
     """A DICOM Segmentation of the lesions on the CT series in folder ``ct_series``.
 
-    One BINARY segment per lesion (segment number = lesion id, empty frames omitted), coded
-    as SCT Morphologically abnormal structure / Neoplasm by an AUTOMATIC AI algorithm, each
-    frame referencing its CT slice. ``instances`` must lie on that CT's grid. Ids missing
+    One BINARY segment per lesion (segment number = lesion id, tracking id "Lesion <id>" with
+    a tracking UID, empty frames omitted), coded as SCT Morphologically abnormal structure /
+    Neoplasm by an AUTOMATIC AI algorithm, each frame referencing its CT slice. ``ct_series``
+    may also be the series' headers without files (built from references, see
+    :mod:`.dicom_references`). ``instances`` must lie on that CT's grid. Ids missing
     from the labelmap (1, 2, 4) are still described, empty, so numbering stays the report's.
     Returns None and writes nothing when there is no lesion: a DICOM SEG needs a segment.
     """
@@ -121,7 +123,7 @@ def write_dicom_seg(
     top = int(labels.max(initial=0))
     if top == 0:
         return None
-    series = _image_series(Path(ct_series), series_uid)
+    series = ct_series if isinstance(ct_series, DicomSeries) else _image_series(Path(ct_series), series_uid)
     sources = _slices_by_index(instances, series)
     algorithm = hd.AlgorithmIdentificationSequence(
         name="AttUMambaSeg", family=codes.DCM.ArtificialIntelligence, version=software_version,
@@ -133,6 +135,7 @@ def write_dicom_seg(
             segmented_property_type=codes.SCT.Neoplasm,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
+            tracking_id=LESION_NAME.format(number), tracking_uid=hd.UID(),  # the SR's groups reuse both
             display_color=hd.color.CIELabColor.from_rgb(*(255 * c for c in lesion_color(number))),
         )
         for number in range(1, top + 1)

@@ -22,7 +22,7 @@ from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException
 
 from .. import __version__
@@ -38,13 +38,15 @@ from ..inference.pipeline import LABELMAP_NAME
 from ..lesions import analyze
 from .auth import UNAUTHORISED_DETAIL, token_matches
 from .batches import BatchRuns
+from .dicom_export import dicom_zip, parsed_json
 from .responses import ResponseRuns
 from .gate import RequestGate
 from .health import runtime_facts
 from .holdings import Refusal
 from .jobs import JobQueue
+from .labelmaps import LabelmapStore
 from .studies import Limits, StudyStore
-from .uploads import check_study, image_bytes, read_upload
+from .uploads import check_study, image_bytes, read_upload, transform_bytes
 
 log = logging.getLogger("attumamba.server")
 
@@ -70,7 +72,17 @@ class JobRequest(BaseModel):
 
 class TimePointRequest(BaseModel):
     study_id: str
-    job_id: str                            # a finished job of that study: its labelmap is the lesions
+    job_id: str | None = None              # a finished job of that study: its labelmap is the lesions
+    labelmap_id: str | None = None         # or a labelmap sent for that study (POST .../labelmaps)
+
+    @model_validator(mode="after")
+    def one_source(self):
+        if (self.job_id is None) == (self.labelmap_id is None):
+            raise ValueError("give exactly one of job_id and labelmap_id")
+        return self
+
+    def source(self) -> tuple[str, str]:
+        return ("job", self.job_id) if self.job_id is not None else ("labelmap", self.labelmap_id)
 
 
 class ResponseRequest(BaseModel):
@@ -78,6 +90,7 @@ class ResponseRequest(BaseModel):
     follow_up: TimePointRequest
     reader: dict = Field(default_factory=dict)   # the keys of ``compare --reader``
     deformable: bool = True
+    reuse_registration: str | None = None  # a finished response of the same studies: skip registering again
 
 
 class BatchRequest(BaseModel):
@@ -98,6 +111,7 @@ class ApiError(HTTPException):
 
 def create_app(state: ServerState) -> FastAPI:
     studies = StudyStore(state.limits)
+    labelmaps = LabelmapStore(studies.holdings)
     jobs: JobQueue | None = None
     batches: BatchRuns | None = None
     responses: ResponseRuns | None = None
@@ -107,7 +121,7 @@ def create_app(state: ServerState) -> FastAPI:
     async def lifespan(app: FastAPI):
         nonlocal jobs, batches, responses
         jobs, batches = JobQueue(state.segmenters, studies, state.devices), BatchRuns()
-        responses = ResponseRuns(studies, jobs)
+        responses = ResponseRuns(studies, jobs, labelmaps)
         await run_in_threadpool(remove_dead_leftovers)  # model zips unpacked by processes that died
         facts.update(await run_in_threadpool(runtime_facts, state.devices))
         yield
@@ -249,6 +263,34 @@ def create_app(state: ServerState) -> FastAPI:
         finally:
             studies.unpin(study_id)
 
+    @app.post("/v1/studies/{study_id}/labelmaps", dependencies=[Depends(authorised)])
+    async def store_labelmap(study_id: str, labelmap: UploadFile = File(...)):
+        """Keep a labelmap of a stored study (e.g. edited segments) for response assessments; measured once."""
+        study = studies.require(study_id, pin=True)
+        try:
+            labels = await run_in_threadpool(read_upload, labelmap.file, labelmap.filename, "the labelmap",
+                                            state.limits, labels=True)
+            report = await run_in_threadpool(analyze, labels, study.ct, study.pet)
+            stored = labelmaps.add(study_id, await run_in_threadpool(image_bytes, labels), report)
+            return {"labelmap_id": stored.labelmap_id, "study_id": study_id, "report": report}
+        finally:
+            studies.unpin(study_id)
+
+    @app.post("/v1/studies/{study_id}/dicom", dependencies=[Depends(authorised)])
+    async def export_dicom(study_id: str, labelmap: UploadFile = File(...), references: str = Form(...),
+                           options: str | None = Form(None), model: str = Form("")) -> Response:
+        """DICOM SEG + SR TID 1500 of an (edited) labelmap on the study's CT series, as a zip (dicom_export.py)."""
+        given, chosen = parsed_json(references, "references"), parsed_json(options, "options")
+        study = studies.require(study_id, pin=True)
+        try:
+            labels = await run_in_threadpool(read_upload, labelmap.file, labelmap.filename, "the labelmap",
+                                            state.limits, labels=True)
+            archive = await run_in_threadpool(dicom_zip, study, labels, given, chosen, model)
+        finally:
+            studies.unpin(study_id)
+        return Response(archive, media_type="application/zip",
+                        headers={"Content-Disposition": f'attachment; filename="lesions_dicom_{study_id}.zip"'})
+
     @app.post("/v1/batches", dependencies=[Depends(authorised)], status_code=202)
     def submit_batch(request: BatchRequest) -> dict:
         options = SegmentOptions.from_dict(request.options)
@@ -284,15 +326,22 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.post("/v1/responses", dependencies=[Depends(authorised)], status_code=202)
     def submit_response(request: ResponseRequest) -> dict:
-        """Response assessment of two stored studies from their finished jobs' labelmaps."""
+        """Response assessment of two stored studies from their jobs' or sent labelmaps."""
         reader = reader_from_dict(request.reader)
         return responses.submit({"baseline": request.baseline.study_id, "follow_up": request.follow_up.study_id},
-                                {"baseline": request.baseline.job_id, "follow_up": request.follow_up.job_id},
-                                reader, request.deformable).status()
+                                {"baseline": request.baseline.source(), "follow_up": request.follow_up.source()},
+                                reader, request.deformable, request.reuse_registration).status()
 
     @app.get("/v1/responses/{response_id}", dependencies=[Depends(authorised)])
     def response_status(response_id: str) -> dict:
         return response_or_404(response_id).status()
+
+    @app.get("/v1/responses/{response_id}/transform", dependencies=[Depends(authorised)])
+    async def response_transform(response_id: str) -> Response:
+        """The registration (baseline point -> follow-up point, LPS) as an ITK HDF5 transform file."""
+        data = await run_in_threadpool(transform_bytes, responses.registration(response_id).transform)
+        return Response(data, media_type="application/octet-stream",
+                        headers={"Content-Disposition": f'attachment; filename="follow_up_to_baseline_{response_id}.h5"'})
 
     @app.delete("/v1/responses/{response_id}", dependencies=[Depends(authorised)])
     def cancel_response(response_id: str) -> dict:

@@ -41,7 +41,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                         help="a Host name clients may use besides the loopback names and --host (repeatable; e.g. "
                              "the name in the TLS certificate)")
+    parser.add_argument("--parent-pid", type=_process_id, metavar="PID",
+                        help="exit when process PID ends (the Slicer module passes its own, so that a backend it "
+                             "started never outlives it, even after a crash)")
     parser.set_defaults(func=run)
+
+
+def _process_id(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a process id (a positive whole number)")
+    return int(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
     from .gate import allowed_host_names
     from .listening import check_tls_files, listen
 
+    if getattr(args, "parent_pid", None):
+        from .parent_watch import watch_parent
+
+        watch_parent(args.parent_pid)
     chosen = os.environ.get("ATTUMAMBA_TOKEN", "").strip()
     if chosen:
         check_chosen_token(chosen)

@@ -22,7 +22,8 @@ log = logging.getLogger("attumamba.server")
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 OPEN_PATHS = frozenset({"/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-UPLOAD_ROUTES = ((re.compile(r"/v1/studies"), 2), (re.compile(r"/v1/studies/[^/]+/measure"), 1))
+UPLOAD_ROUTES = ((re.compile(r"/v1/studies"), 2), (re.compile(r"/v1/studies/[^/]+/(measure|labelmaps)"), 1),
+                 (re.compile(r"/v1/studies/[^/]+/dicom"), 1))  # a labelmap + the DICOM references
 JSON_BODY_CAP = 1 << 20
 UPLOAD_SLACK = 1 << 20      # multipart framing, file names and the meta/options fields
 UPLOAD_RETRY_S = 5

@@ -111,6 +111,14 @@ def image_bytes(image: sitk.Image) -> bytes:
         return path.read_bytes()
 
 
+def transform_bytes(transform: sitk.Transform) -> bytes:
+    """A transform as ITK HDF5 bytes (``.h5``: composite and B-spline transforms included)."""
+    with tempfile.TemporaryDirectory(prefix="attumamba-download-") as folder:
+        path = Path(folder) / "transform.h5"
+        sitk.WriteTransform(transform, str(path))
+        return path.read_bytes()
+
+
 def read_image_bytes(data: bytes, suffix: str = ".nrrd") -> sitk.Image:
     """The inverse of :func:`image_bytes` (for clients and tests)."""
     return read_upload(io.BytesIO(data), f"image{suffix}", "the image", Limits(), labels=True)

@@ -1,0 +1,274 @@
+"""Baseline vs follow-up from two results the module made: export -> send -> assess -> build.
+
+Stepped from the module's timer like :mod:`.run`: MRML is read (segments exported as labelmaps)
+and written (:mod:`.response_scene` builds the nodes) only in :meth:`ResponseAssessment.step`,
+the caller's thread; HTTP goes to one worker thread, and a step only looks whether it finished.
+Each time point's segments go to the backend as a labelmap of the study the result was made
+from (its ``STUDY_ATTRIBUTE``); a study the backend lost is uploaded again from the result's CT
+and PET, written on their own grid (a follow-up shown under the registration's transform keeps
+its own coordinates). A re-assessment of the same two studies reuses the registration.
+Cancelling, or a failure, leaves the scene as it was.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from concurrent.futures import Future
+from pathlib import Path
+
+import vtk
+
+from .client import BackendClient, BackendError
+from .geometry import from_vtk_matrix
+from .response_scene import WHEN, ResponseResult, build_response
+from .results import CT_ROLE, PET_ROLE, STUDY_ATTRIBUTE
+from .run import RunCancelled
+from .segments import export_labelmap, label_values
+from .volumes import image_data_array, shifted, write_image
+from .workers import SerialWorker
+
+FINAL_STATES = ("done", "failed", "cancelled")
+#: Overall progress at the start of each stage; "assess" spans the backend's progress.
+STAGE_START = {"send": 0.0, "submit": 0.1, "assess": 0.12, "download": 0.92, "build": 0.96}
+
+
+class StudyLost(Exception):
+    """The backend no longer holds a time point's study; :class:`ResponseAssessment` uploads it again."""
+
+    def __init__(self, when: str):
+        super().__init__(when)
+        self.when = when
+
+
+class ResponseAssessment:
+    """One assessment of ``baseline`` vs ``follow_up`` (lesion segmentation nodes made by the module).
+
+    ``reader``: the reader's choices (the keys of ``compare --reader``); ``previous``: the
+    :class:`ResponseResult` to refresh in place (its registration is reused when the studies are
+    the same). ``on_progress(stage, progress, message)`` is called from :meth:`step`.
+    """
+
+    def __init__(self, client: BackendClient, baseline, follow_up, *, reader: dict | None = None,
+                 deformable: bool = True, previous: ResponseResult | None = None, on_progress=None,
+                 poll_interval_s: float = 0.5):
+        segmentations = {"baseline": baseline, "follow_up": follow_up}
+        for when, node in segmentations.items():
+            if node is None:
+                raise ValueError(f"choose the {when.replace('_', '-')} result (a lesion segmentation)")
+            if not node.GetAttribute(STUDY_ATTRIBUTE) and not (node.GetNodeReference(CT_ROLE) and
+                                                               node.GetNodeReference(PET_ROLE)):
+                raise ValueError(f"{node.GetName()} was not made by AttUMambaSeg (it names no backend study and "
+                                 "no CT and PET); segment the study with the module first")
+        if baseline is follow_up:
+            raise ValueError("the baseline and the follow-up are the same result; choose two time points")
+        self.client, self.segmentations, self.reader = client, segmentations, dict(reader or {})
+        self.deformable, self.previous, self.on_progress = deformable, previous, on_progress
+        self.poll_interval_s = poll_interval_s
+        self.state, self.stage, self.progress, self.message = "running", "send", 0.0, "exporting the segments"
+        self.error: Exception | None = None
+        self.result: ResponseResult | None = None
+        self.response_id: str | None = None
+        self._studies = {when: node.GetAttribute(STUDY_ATTRIBUTE) or None for when, node in segmentations.items()}
+        self._sent: dict[str, dict] = {}
+        self._status: dict | None = None
+        self._next_poll = 0.0
+        self._worker = SerialWorker("attumamba-response")  # daemon: quitting never waits for it
+        self._pending: Future | None = None
+        self._folder = Path(tempfile.mkdtemp(prefix="attumamba-response-"))
+        try:
+            self._labelmaps = {}
+            for when, node in segmentations.items():   # MRML: this thread
+                labels, ijk_to_ras = export_labelmap(node, label_values(node.GetSegmentation()))
+                self._labelmaps[when] = write_image(labels, ijk_to_ras, self._folder / f"{when}.nrrd")
+        except BaseException:
+            self._close()
+            raise
+        self._run(self._send, {})
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def step(self) -> bool:
+        """Advance if the current piece of work is done; True while the assessment goes on."""
+        if self.finished:
+            return False
+        try:
+            if self._pending is not None:
+                if not self._pending.done():
+                    return True
+                future, self._pending = self._pending, None
+                self._finished_work(future)
+            else:
+                self._start_work()
+        except Exception as error:  # noqa: BLE001 - ends the assessment with its message; no node changed
+            self._finish("failed", str(error) or type(error).__name__, error)
+        return not self.finished
+
+    def wait(self, timeout_s: float = 1800.0, poll_s: float = 0.05) -> ResponseResult:
+        """Run to the end in this thread (scripts, tests): the result, or the error that stopped it."""
+        deadline = time.monotonic() + timeout_s
+        while self.step():
+            if time.monotonic() > deadline:
+                self.cancel()
+                raise RunCancelled(f"the assessment did not finish within {timeout_s:.0f} s and was cancelled")
+            time.sleep(poll_s)
+        if self.state == "cancelled":
+            raise RunCancelled(self.message)
+        if self.state == "failed":
+            raise self.error
+        return self.result
+
+    def cancel(self) -> None:
+        """Stop now: the backend's assessment is cancelled in the background; no node changes."""
+        if self.finished:
+            return
+        pending = self._pending
+        self._worker.submit(self._cancel_backend, pending)
+        self._finish("cancelled", "cancelled; the scene is unchanged")
+
+    # --- stages ---------------------------------------------------------------------------------
+    def _start_work(self) -> None:
+        if self.stage == "assess" and time.monotonic() >= self._next_poll:
+            self._next_poll = time.monotonic() + self.poll_interval_s
+            self._run(self.client.response, self.response_id)
+        elif self.stage == "build":
+            transform = self._folder / "transform.h5" if (self._folder / "transform.h5").exists() else None
+            self.result = build_response(self.segmentations["baseline"].GetScene(), self.segmentations,
+                                         self._status["response"], {w: self._sent[w]["report"] for w in WHEN},
+                                         self.reader, self.response_id, transform_file=transform,
+                                         previous=self.previous)
+            for when, node in self.segmentations.items():
+                node.SetAttribute(STUDY_ATTRIBUTE, self._studies[when])
+            self._finish("done", "; ".join(f"{c['system']}: {c['category']}"
+                                           for c in self._status["response"]["categories"].values() if c))
+
+    def _finished_work(self, future: Future) -> None:
+        error = future.exception()
+        if isinstance(error, StudyLost):   # write that time point's CT and PET here (MRML), upload on the worker
+            volumes = self._write_volumes(error.when)
+            self._run(self._send, {error.when: volumes})
+            return
+        value = future.result()
+        if self.stage == "send":
+            self._enter("submit", "starting the assessment")
+            self._run(self.client.submit_response, self._body())
+        elif self.stage == "submit":
+            self.response_id = value["response_id"]
+            self._enter("assess", "queued")
+        elif self.stage == "assess":
+            self._assessed(value)
+        elif self.stage == "download":
+            self._enter("build", "making the table and the reference regions")
+
+    def _assessed(self, status: dict) -> None:
+        state = status.get("state")
+        if state == "done":
+            self._status = status
+            if self._reused_registration():
+                self._enter("build", "making the table and the reference regions")
+            else:
+                self._enter("download", "downloading the registration")
+                self._run(self.client.download_response_transform, self.response_id, self._folder / "transform.h5")
+        elif state == "failed":
+            raise BackendError(f"the response assessment failed: {status.get('message') or 'no reason given'}")
+        elif state == "cancelled":
+            self._finish("cancelled", "the backend's assessment was cancelled; the scene is unchanged")
+        else:
+            span = STAGE_START["download"] - STAGE_START["assess"]
+            self._report(STAGE_START["assess"] + span * float(status.get("progress") or 0.0),
+                         status.get("stage") or state or "running")
+
+    def _body(self) -> dict:
+        body = {when: {"study_id": self._studies[when], "labelmap_id": self._sent[when]["labelmap_id"]} for when in WHEN}
+        body.update(reader=self.reader, deformable=self.deformable)
+        reuse = self._reusable_response()
+        if reuse:
+            body["reuse_registration"] = reuse
+        return body
+
+    def _reusable_response(self) -> str | None:
+        previous = self.previous
+        if previous is None or previous.table.GetScene() is None or previous.transform is None:
+            return None
+        same = all(previous.segmentations.get(w) is self.segmentations[w] for w in WHEN)
+        sources = previous.response.get("baseline", "") + previous.response.get("follow_up", "")
+        studies_same = all(f"study {self._studies[w]}," in sources for w in WHEN)
+        return previous.response_id if same and studies_same else None
+
+    def _reused_registration(self) -> bool:
+        notes = self._status["response"]["registration"].get("notes") or []
+        return "reused from an earlier assessment" in notes and self.previous is not None
+
+    # --- worker side (no MRML) --------------------------------------------------------------------
+    def _send(self, volumes: dict[str, tuple[Path, Path]]) -> None:
+        """Each time point's labelmap to the backend (uploading its study first when given its volumes)."""
+        for when in WHEN:
+            if when in self._sent and when not in volumes:
+                continue
+            if when in volumes:
+                study = self.client.upload_study(*volumes[when], meta={"source": "AttUMambaSeg response"})
+                self._studies[when] = study["study_id"]
+            if not self._studies[when]:
+                raise StudyLost(when)
+            try:
+                self._sent[when] = self.client.send_labelmap(self._studies[when], self._labelmaps[when])
+            except BackendError as error:
+                if error.status == 404 and when not in volumes:
+                    raise StudyLost(when) from None
+                raise
+
+    def _cancel_backend(self, pending: Future | None) -> None:
+        response_id = self.response_id
+        if response_id is None and pending is not None and pending.done() and pending.exception() is None:
+            value = pending.result()
+            response_id = value.get("response_id") if isinstance(value, dict) else None
+        if response_id is not None:
+            try:
+                self.client.cancel_response(response_id)
+            except BackendError:
+                pass  # finished or gone already
+
+    # --- main-thread helpers ----------------------------------------------------------------------
+    def _write_volumes(self, when: str) -> tuple[Path, Path]:
+        node = self.segmentations[when]
+        ct, pet = node.GetNodeReference(CT_ROLE), node.GetNodeReference(PET_ROLE)
+        if ct is None or pet is None:
+            raise ValueError(f"the backend no longer holds the {when.replace('_', '-')} study and {node.GetName()} "
+                             "names no CT and PET to send again; segment that study again")
+        return tuple(_write_own_grid(volume, self._folder / f"{when}_{name}.nrrd")
+                     for volume, name in ((ct, "ct"), (pet, "pet")))
+
+    def _run(self, function, *args) -> None:
+        self._pending = self._worker.submit(function, *args)
+
+    def _enter(self, stage: str, message: str) -> None:
+        self.stage = stage
+        self._report(STAGE_START[stage], message)
+
+    def _report(self, progress: float, message: str) -> None:
+        self.progress, self.message = max(self.progress, progress), message
+        if self.on_progress is not None:
+            self.on_progress(self.stage, self.progress, message)
+
+    def _finish(self, state: str, message: str, error: Exception | None = None) -> None:
+        self.state, self.stage, self.error = state, state, error
+        if state == "done":
+            self.progress = 1.0
+        self._pending = None
+        self._close()
+        self._report(self.progress, message)
+
+    def _close(self) -> None:
+        self._worker.submit(shutil.rmtree, self._folder, True)   # after any work still queued
+        self._worker.shutdown(wait=False)
+
+
+def _write_own_grid(volume_node, path: Path) -> Path:
+    """A volume on its own grid, parent transforms not applied: the study as the backend had it."""
+    array, first = image_data_array(volume_node.GetImageData())
+    matrix = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(matrix)
+    return write_image(array, shifted(from_vtk_matrix(matrix), first), path, compress=False)
