@@ -12,7 +12,6 @@ Cancelling, or a failure, leaves the scene as it was.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from concurrent.futures import Future
@@ -24,12 +23,10 @@ from .client import BackendClient, BackendError
 from .geometry import from_vtk_matrix
 from .response_scene import WHEN, ResponseResult, build_response
 from .results import CT_ROLE, PET_ROLE, STUDY_ATTRIBUTE
-from .run import RunCancelled
+from .staged import RunCancelled, StagedWork  # noqa: F401 (RunCancelled: this module's API too)
 from .segments import export_labelmap, label_values
 from .volumes import image_data_array, shifted, write_image
-from .workers import SerialWorker
 
-FINAL_STATES = ("done", "failed", "cancelled")
 #: Overall progress at the start of each stage; "assess" spans the backend's progress.
 STAGE_START = {"send": 0.0, "submit": 0.1, "assess": 0.12, "download": 0.92, "build": 0.96}
 
@@ -42,13 +39,17 @@ class StudyLost(Exception):
         self.when = when
 
 
-class ResponseAssessment:
+class ResponseAssessment(StagedWork):
     """One assessment of ``baseline`` vs ``follow_up`` (lesion segmentation nodes made by the module).
 
     ``reader``: the reader's choices (the keys of ``compare --reader``); ``previous``: the
     :class:`ResponseResult` to refresh in place (its registration is reused when the studies are
     the same). ``on_progress(stage, progress, message)`` is called from :meth:`step`.
     """
+
+    STAGE_START = STAGE_START
+    WHAT = "the assessment"
+    CANCELLED = "cancelled; the scene is unchanged"
 
     def __init__(self, client: BackendClient, baseline, follow_up, *, reader: dict | None = None,
                  deformable: bool = True, previous: ResponseResult | None = None, on_progress=None,
@@ -64,18 +65,15 @@ class ResponseAssessment:
         if baseline is follow_up:
             raise ValueError("the baseline and the follow-up are the same result; choose two time points")
         self.client, self.segmentations, self.reader = client, segmentations, dict(reader or {})
-        self.deformable, self.previous, self.on_progress = deformable, previous, on_progress
+        self.deformable, self.previous = deformable, previous
         self.poll_interval_s = poll_interval_s
-        self.state, self.stage, self.progress, self.message = "running", "send", 0.0, "exporting the segments"
-        self.error: Exception | None = None
+        super().__init__("send", "exporting the segments", on_progress, "attumamba-response")
         self.result: ResponseResult | None = None
         self.response_id: str | None = None
         self._studies = {when: node.GetAttribute(STUDY_ATTRIBUTE) or None for when, node in segmentations.items()}
         self._sent: dict[str, dict] = {}
         self._status: dict | None = None
         self._next_poll = 0.0
-        self._worker = SerialWorker("attumamba-response")  # daemon: quitting never waits for it
-        self._pending: Future | None = None
         self._folder = Path(tempfile.mkdtemp(prefix="attumamba-response-"))
         try:
             self._labelmaps = {}
@@ -86,48 +84,6 @@ class ResponseAssessment:
             self._close()
             raise
         self._run(self._send, {})
-
-    @property
-    def finished(self) -> bool:
-        return self.state in FINAL_STATES
-
-    def step(self) -> bool:
-        """Advance if the current piece of work is done; True while the assessment goes on."""
-        if self.finished:
-            return False
-        try:
-            if self._pending is not None:
-                if not self._pending.done():
-                    return True
-                future, self._pending = self._pending, None
-                self._finished_work(future)
-            else:
-                self._start_work()
-        except Exception as error:  # noqa: BLE001 - ends the assessment with its message; no node changed
-            self._finish("failed", str(error) or type(error).__name__, error)
-        return not self.finished
-
-    def wait(self, timeout_s: float = 1800.0, poll_s: float = 0.05) -> ResponseResult:
-        """Run to the end in this thread (scripts, tests): the result, or the error that stopped it."""
-        deadline = time.monotonic() + timeout_s
-        while self.step():
-            if time.monotonic() > deadline:
-                self.cancel()
-                raise RunCancelled(f"the assessment did not finish within {timeout_s:.0f} s and was cancelled")
-            time.sleep(poll_s)
-        if self.state == "cancelled":
-            raise RunCancelled(self.message)
-        if self.state == "failed":
-            raise self.error
-        return self.result
-
-    def cancel(self) -> None:
-        """Stop now: the backend's assessment is cancelled in the background; no node changes."""
-        if self.finished:
-            return
-        pending = self._pending
-        self._worker.submit(self._cancel_backend, pending)
-        self._finish("cancelled", "cancelled; the scene is unchanged")
 
     # --- stages ---------------------------------------------------------------------------------
     def _start_work(self) -> None:
@@ -178,7 +134,7 @@ class ResponseAssessment:
             self._finish("cancelled", "the backend's assessment was cancelled; the scene is unchanged")
         else:
             span = STAGE_START["download"] - STAGE_START["assess"]
-            self._report(STAGE_START["assess"] + span * float(status.get("progress") or 0.0),
+            self._say(STAGE_START["assess"] + span * float(status.get("progress") or 0.0),
                          status.get("stage") or state or "running")
 
     def _body(self) -> dict:
@@ -241,29 +197,6 @@ class ResponseAssessment:
         return tuple(_write_own_grid(volume, self._folder / f"{when}_{name}.nrrd")
                      for volume, name in ((ct, "ct"), (pet, "pet")))
 
-    def _run(self, function, *args) -> None:
-        self._pending = self._worker.submit(function, *args)
-
-    def _enter(self, stage: str, message: str) -> None:
-        self.stage = stage
-        self._report(STAGE_START[stage], message)
-
-    def _report(self, progress: float, message: str) -> None:
-        self.progress, self.message = max(self.progress, progress), message
-        if self.on_progress is not None:
-            self.on_progress(self.stage, self.progress, message)
-
-    def _finish(self, state: str, message: str, error: Exception | None = None) -> None:
-        self.state, self.stage, self.error = state, state, error
-        if state == "done":
-            self.progress = 1.0
-        self._pending = None
-        self._close()
-        self._report(self.progress, message)
-
-    def _close(self) -> None:
-        self._worker.submit(shutil.rmtree, self._folder, True)   # after any work still queued
-        self._worker.shutdown(wait=False)
 
 
 def _write_own_grid(volume_node, path: Path) -> Path:

@@ -10,7 +10,6 @@ Scripts use :meth:`wait`.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,92 +18,43 @@ from pathlib import Path
 
 from .client import BackendClient, BackendError
 from .results import LesionResult, build_result
+from .staged import FINAL_STATES, RunCancelled, StagedWork  # noqa: F401 (also this module's API)
 from .volumes import volume_array, write_image
-from .workers import SerialWorker
 
 #: Overall progress at the start of each stage; the segment stage spans its job's progress.
 STAGE_START = {"export": 0.0, "upload": 0.03, "submit": 0.10, "segment": 0.12, "download": 0.90, "build": 0.95}
-FINAL_STATES = ("done", "failed", "cancelled")
 ProgressCallback = Callable[[str, float, str], None]
 
 
-class RunCancelled(RuntimeError):
-    """The run was cancelled (by the user, or because :meth:`SegmentationRun.wait` timed out)."""
-
-
-class SegmentationRun:
+class SegmentationRun(StagedWork):
     """Segment one CT/PET pair on the backend and turn the result into nodes.
 
     ``on_progress(stage, progress 0..1, message)`` is called from :meth:`step` whenever
     something changes; the final stage is ``done``, ``failed`` or ``cancelled``.
     """
 
+    STAGE_START = STAGE_START
+    WHAT = "the run"
+
     def __init__(self, client: BackendClient, scene, ct_node, pet_node, *, model: str | None = None,
                  device: str | None = None, tta: bool = False, options: dict | None = None, name: str | None = None,
                  replace=None, on_progress: ProgressCallback | None = None, poll_interval_s: float = 0.5):
         if ct_node is None or pet_node is None:
             raise ValueError("choose both a CT and a PET volume")
+        super().__init__("export", "starting", on_progress, "attumamba-run")
         self.client, self.scene, self.ct_node, self.pet_node = client, scene, ct_node, pet_node
         self.model, self.device, self.tta, self.options = model, device, tta, dict(options or {})
-        self.name, self.replace, self.on_progress, self.poll_interval_s = name, replace, on_progress, poll_interval_s
-        self.state, self.stage, self.progress, self.message = "running", "export", 0.0, "starting"
-        self.error: Exception | None = None
+        self.name, self.replace, self.poll_interval_s = name, replace, poll_interval_s
         self.result: LesionResult | None = None
         self.study_id: str | None = None
         self.job_id: str | None = None
         self._report: dict | None = None
-        self._pending: Future | None = None
         self._next_poll = 0.0
-        self._folder: Path | None = None  # made when the run starts, removed when it ends
-        self._worker = SerialWorker("attumamba-run")  # daemon: quitting never waits for it
-
-    @property
-    def finished(self) -> bool:
-        return self.state in FINAL_STATES
-
-    # --- driving -----------------------------------------------------------------------------
-    def step(self) -> bool:
-        """Advance if the current piece of work is done; True while the run goes on."""
-        if self.finished:
-            return False
-        try:
-            if self._pending is not None:
-                if not self._pending.done():
-                    return True
-                future, self._pending = self._pending, None
-                self._finished_work(future.result())
-            else:
-                self._start_work()
-        except Exception as error:  # noqa: BLE001 - any failure ends the run with its message; no nodes made
-            self._finish("failed", str(error) or type(error).__name__, error)
-        return not self.finished
-
-    def wait(self, timeout_s: float = 3600.0, poll_s: float = 0.05) -> LesionResult:
-        """Run to the end in this thread (scripts, tests); the result, or the run's error."""
-        deadline = time.monotonic() + timeout_s
-        while self.step():
-            if time.monotonic() > deadline:
-                self.cancel()
-                raise RunCancelled(f"the run did not finish within {timeout_s:.0f} s and was cancelled")
-            time.sleep(poll_s)
-        if self.state == "cancelled":
-            raise RunCancelled(self.message)
-        if self.state == "failed":
-            raise self.error
-        return self.result
-
-    def cancel(self) -> None:
-        """Stop now: the backend job is cancelled in the background, no nodes are made."""
-        if self.finished:
-            return
-        pending = self._pending
-        self._worker.submit(self._cancel_backend_job, pending)
-        self._finish("cancelled", "cancelled")
 
     # --- the stages ----------------------------------------------------------------------------
     def _start_work(self) -> None:
         if self.stage == "export":
-            self._report_progress(STAGE_START["export"], "writing the volumes")
+            self._say(STAGE_START["export"], "writing the volumes")
             self._folder = Path(tempfile.mkdtemp(prefix="attumamba-run-"))
             volumes = [volume_array(node) for node in (self.ct_node, self.pet_node)]  # MRML: this thread
             self._run(self._write_volumes, volumes)
@@ -127,7 +77,8 @@ class SegmentationRun:
             count = len(self.result.report["lesions"])
             self._finish("done", f"{count} lesion{'s' if count != 1 else ''}")
 
-    def _finished_work(self, value) -> None:
+    def _finished_work(self, future: Future) -> None:
+        value = future.result()
         if self.stage == "export":
             self._enter("upload", "sending the volumes")
         elif self.stage == "upload":
@@ -153,7 +104,7 @@ class SegmentationRun:
         else:
             span = STAGE_START["download"] - STAGE_START["segment"]
             fraction = STAGE_START["segment"] + span * float(status.get("progress") or 0.0)
-            self._report_progress(fraction, status.get("stage") or state or "running")
+            self._say(fraction, status.get("stage") or state or "running")
 
     def _reference_node(self):
         """The volume whose grid the backend labelled on (``options["reference"]``, the CT's by default)."""
@@ -168,7 +119,7 @@ class SegmentationRun:
         self.client.download_labelmap(self.job_id, self._folder / "lesions.nrrd")
         return self.client.lesions(self.job_id)
 
-    def _cancel_backend_job(self, pending: Future | None) -> None:
+    def _cancel_backend(self, pending: Future | None) -> None:
         job_id = self.job_id
         if job_id is None and pending is not None and pending.done() and pending.exception() is None:
             value = pending.result()
@@ -178,26 +129,3 @@ class SegmentationRun:
                 self.client.cancel(job_id)
             except BackendError:
                 pass  # already finished or gone: nothing left to stop
-
-    # --- bookkeeping ---------------------------------------------------------------------------
-    def _run(self, function, *args) -> None:
-        self._pending = self._worker.submit(function, *args)
-
-    def _enter(self, stage: str, message: str) -> None:
-        self.stage = stage
-        self._report_progress(STAGE_START[stage], message)
-
-    def _report_progress(self, progress: float, message: str) -> None:
-        self.progress, self.message = max(self.progress, progress), message
-        if self.on_progress is not None:
-            self.on_progress(self.stage, self.progress, message)
-
-    def _finish(self, state: str, message: str, error: Exception | None = None) -> None:
-        self.state, self.stage, self.error = state, state, error
-        if state == "done":
-            self.progress = 1.0
-        self._pending = None
-        if self._folder is not None:
-            self._worker.submit(shutil.rmtree, self._folder, True)  # after any work still queued
-        self._worker.shutdown(wait=False)
-        self._report_progress(self.progress, message)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import uvicorn
 
@@ -26,3 +28,37 @@ def serving(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def tiny_model_service(models: Path, token: str, limits) -> Iterator:
+    """The service with the tiny test model installed (``ATTUMAMBA_MODELS``): an authorised httpx client."""
+    import httpx
+    from tiny_model import make_tiny_package
+
+    from attumamba.server import ServerState, create_app
+
+    make_tiny_package(models / "tiny")
+    saved = os.environ.get("ATTUMAMBA_MODELS")
+    os.environ["ATTUMAMBA_MODELS"] = str(models)
+    try:
+        app = create_app(ServerState(token=token, limits=limits))
+        with serving(app) as url, httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
+                                               timeout=60) as client:
+            yield client
+    finally:
+        if saved is None:
+            os.environ.pop("ATTUMAMBA_MODELS", None)
+        else:
+            os.environ["ATTUMAMBA_MODELS"] = saved
+
+
+def wait_for_job(client, job_id: str, until=("done", "failed", "cancelled"), timeout: float = 120) -> dict:
+    """Poll ``GET /v1/jobs/{id}`` until its state is one of ``until``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get(f"/v1/jobs/{job_id}").json()
+        if status["state"] in until:
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} stuck in {status}")

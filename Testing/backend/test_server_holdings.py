@@ -5,7 +5,6 @@ that say so, a bounded job queue, and one loaded model shared by jobs and batch 
 from __future__ import annotations
 
 import gc
-import os
 import threading
 import time
 from contextlib import contextmanager
@@ -15,7 +14,7 @@ import numpy as np
 import psutil
 import pytest
 import SimpleITK as sitk
-from loopback import serving
+from loopback import serving, wait_for_job
 from tiny_model import make_tiny_package, small_study
 
 from attumamba.server import Limits, ServerState, create_app, image_bytes
@@ -60,14 +59,7 @@ def submit(client, study_id, **extra):
     return client.post("/v1/jobs", json={"study_id": study_id, "model": "tiny", **extra})
 
 
-def wait(client, job_id, until=("done", "failed", "cancelled"), timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = client.get(f"/v1/jobs/{job_id}").json()
-        if status["state"] in until:
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} stuck in {status}")
+wait = wait_for_job
 
 
 def fine_ct_study(seed: int, n: int = 160):

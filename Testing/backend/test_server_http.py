@@ -3,19 +3,17 @@ re-measure, cancel, concurrent jobs, and malformed uploads answered with 4xx whi
 
 from __future__ import annotations
 
-import os
 import stat
-import time
 
 import httpx
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from loopback import serving
-from tiny_model import make_tiny_package, small_study
+from loopback import tiny_model_service, wait_for_job
+from tiny_model import small_study
 
 from attumamba.errors import InputError
-from attumamba.server import Limits, ServerState, create_app, image_bytes, read_image_bytes
+from attumamba.server import Limits, image_bytes, read_image_bytes
 from attumamba.server.auth import check_bind, token_matches, write_token_file
 
 TOKEN = "test-token-0123456789"
@@ -23,19 +21,9 @@ TOKEN = "test-token-0123456789"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    models = tmp_path_factory.mktemp("models")
-    make_tiny_package(models / "tiny")
-    saved = os.environ.get("ATTUMAMBA_MODELS")
-    os.environ["ATTUMAMBA_MODELS"] = str(models)
     limits = Limits(max_upload_bytes=8 << 20, max_voxels=2_000_000, max_studies_bytes=64 << 20)
-    app = create_app(ServerState(token=TOKEN, limits=limits))
-    with serving(app) as url, httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"},
-                                           timeout=60) as client:
+    with tiny_model_service(tmp_path_factory.mktemp("models"), TOKEN, limits) as client:
         yield client
-    if saved is None:
-        os.environ.pop("ATTUMAMBA_MODELS", None)
-    else:
-        os.environ["ATTUMAMBA_MODELS"] = saved
 
 
 def upload(client, ct, pet, names=("ct.nrrd", "pet.nrrd")):
@@ -43,14 +31,7 @@ def upload(client, ct, pet, names=("ct.nrrd", "pet.nrrd")):
     return client.post("/v1/studies", files=files, data={"meta": '{"patient": "anon"}'})
 
 
-def wait(client, job_id, until=("done", "failed", "cancelled"), timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = client.get(f"/v1/jobs/{job_id}").json()
-        if status["state"] in until:
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} stuck in {status}")
+wait = wait_for_job
 
 
 def big_study():

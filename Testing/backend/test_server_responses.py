@@ -3,34 +3,25 @@ finished jobs → POST /v1/responses → the categories, with refusals for what 
 
 from __future__ import annotations
 
-import os
 import time
 
 import httpx
 import pytest
-from loopback import serving
-from test_server_http import upload, wait
-from tiny_model import make_tiny_package, small_study
+from loopback import tiny_model_service
+from loopback import wait_for_job as wait
+from test_server_http import upload
+from tiny_model import small_study
 
-from attumamba.server import Limits, ServerState, create_app
+from attumamba.server import Limits
 
 TOKEN = "responses-token-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    models = tmp_path_factory.mktemp("models")
-    make_tiny_package(models / "tiny")
-    saved = os.environ.get("ATTUMAMBA_MODELS")
-    os.environ["ATTUMAMBA_MODELS"] = str(models)
-    app = create_app(ServerState(token=TOKEN, limits=Limits(max_upload_bytes=8 << 20, max_studies_bytes=64 << 20)))
-    with serving(app) as url, httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"},
-                                           timeout=60) as client:
+    limits = Limits(max_upload_bytes=8 << 20, max_studies_bytes=64 << 20)
+    with tiny_model_service(tmp_path_factory.mktemp("models"), TOKEN, limits) as client:
         yield client
-    if saved is None:
-        os.environ.pop("ATTUMAMBA_MODELS", None)
-    else:
-        os.environ["ATTUMAMBA_MODELS"] = saved
 
 
 @pytest.fixture(scope="module")

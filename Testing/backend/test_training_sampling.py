@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,8 @@ import pytest
 import torch
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+from nnunet_env import nnunet_folders
 
 from attumamba.synth import synthesize
 from attumamba.training import convert_studies
@@ -32,15 +33,8 @@ def workspace(tmp_path_factory):
     synthesize(root / "studies", 1, seed=31, profile="compact", tracer="psma")
     synthesize(root / "studies", 1, seed=31, profile="compact", tracer="fdg", first_index=1)
     convert_studies(root / "studies", root / "raw", int(DATASET), "HotPETCT")
-    saved = {k: os.environ.get(k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_n_proc_DA")}
-    os.environ.update(nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "preprocessed"),
-                      nnUNet_results=str(root / "results"), nnUNet_n_proc_DA="1")
-    yield root
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with nnunet_folders(root):
+        yield root
 
 
 @pytest.fixture(scope="module")

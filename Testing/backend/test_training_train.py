@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import pytest
 import torch
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+from nnunet_env import nnunet_folders
 
 from attumamba.cli import main as cli_main
 from attumamba.errors import CancelledError, InputError
@@ -36,15 +37,8 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("nnunet")
     synthesize(root / "studies", 2, seed=31, profile="compact")
     convert_studies(root / "studies", root / "raw", int(DATASET), "TinyPETCT")
-    saved = {k: os.environ.get(k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_n_proc_DA")}
-    os.environ.update(nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "preprocessed"),
-                      nnUNet_results=str(root / "results"), nnUNet_n_proc_DA="1")
-    yield root
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with nnunet_folders(root):
+        yield root
 
 
 def tiny_request(model: str, **overrides) -> TrainRequest:

@@ -149,3 +149,15 @@ def handmade_result(handmade, scene, logic):
 
     return importlib.import_module("AttUMambaSegLogic.results").build_result(
         scene, handmade.ct, handmade.labelmap, handmade.report, pet_node=handmade.pet, study_id=handmade.study_id)
+
+
+@pytest.fixture
+def study_files(tmp_path):
+    """The small test study written as ``ct.nrrd`` and ``pet.nrrd`` (what the module uploads)."""
+    import SimpleITK as sitk
+    from tiny_model import small_study
+
+    ct, pet = small_study()
+    sitk.WriteImage(ct, str(tmp_path / "ct.nrrd"))
+    sitk.WriteImage(pet, str(tmp_path / "pet.nrrd"))
+    return tmp_path / "ct.nrrd", tmp_path / "pet.nrrd"

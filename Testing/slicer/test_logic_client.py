@@ -8,7 +8,7 @@ import os
 import pytest
 import SimpleITK as sitk
 from loopback import serving
-from tiny_model import make_tiny_package, small_study
+from tiny_model import make_tiny_package
 
 from attumamba.server import Limits, ServerState, create_app
 
@@ -25,14 +25,6 @@ def backend(tmp_path_factory, logic):
             yield url
     finally:
         os.environ.pop("ATTUMAMBA_MODELS", None)
-
-
-@pytest.fixture
-def study_files(tmp_path):
-    ct, pet = small_study()
-    sitk.WriteImage(ct, str(tmp_path / "ct.nrrd"))
-    sitk.WriteImage(pet, str(tmp_path / "pet.nrrd"))
-    return tmp_path / "ct.nrrd", tmp_path / "pet.nrrd"
 
 
 def test_the_whole_api_from_the_standard_library(backend, study_files, tmp_path, logic):

@@ -112,17 +112,6 @@ def test_plain_http_remote_url_needs_confirmation(logic, consent, remote_name, s
         assert client_module.BackendClient(safe).plain_http_warning == "", safe  # encrypted or this computer
 
 
-@pytest.fixture
-def study_files(tmp_path):
-    import SimpleITK as sitk
-    from tiny_model import small_study
-
-    ct, pet = small_study()
-    sitk.WriteImage(ct, str(tmp_path / "ct.nrrd"))
-    sitk.WriteImage(pet, str(tmp_path / "pet.nrrd"))
-    return tmp_path / "ct.nrrd", tmp_path / "pet.nrrd"
-
-
 def test_a_url_that_is_not_a_backend_address_says_how_to_type_it(logic):
     for url in ("127.0.0.1:8765", "ftp://gpu-box:21", "http://"):
         with pytest.raises(_client_module().BackendError, match="type it as http://host:port"):
