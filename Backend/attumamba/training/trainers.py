@@ -10,6 +10,7 @@ cancel check between iterations.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -57,6 +58,19 @@ class MambaTrainerBase(nnUNetTrainer):
 
     def _do_i_compile(self) -> bool:
         return False  # the scan is a custom kernel (ours or mamba-ssm's): nothing for torch.compile to gain
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        """Resume from a checkpoint read weights-only: nnU-Net's own reader unpickles anything in the file
+        (and takes no dict), so it is handed what :func:`read_checkpoint` read instead."""
+        if not isinstance(filename_or_checkpoint, (str, Path)):
+            return super().load_checkpoint(filename_or_checkpoint)
+        from unittest import mock
+
+        from ..nets.checkpoint_file import read_checkpoint
+
+        checkpoint = read_checkpoint(filename_or_checkpoint)
+        with mock.patch.object(torch, "load", lambda *args, **kwargs: checkpoint):
+            return super().load_checkpoint(str(filename_or_checkpoint))
 
     def initialize(self) -> None:
         super().initialize()
