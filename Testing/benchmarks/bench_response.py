@@ -1,7 +1,7 @@
 """Response assessment on synthetic follow-up pairs: the default model's masks and the ground-truth
 masks through the same registration, matching and criteria, against the true categories.
 
-    python Testing/benchmarks/bench_response.py [--pairs 20] [--seed 1818] [--profile compact] [--model NAME]
+    python Testing/benchmarks/bench_response.py [--pairs 20] [--first 0] [--seed 1818] [--profile compact] [--model NAME]
 
 Seed 1818 is used nowhere else. Per pair: both studies segmented by the model, the follow-up
 registered onto the baseline once (rigid + B-spline), then the response computed twice — from the
@@ -65,12 +65,13 @@ def _matching_scores(truth: dict, response: dict) -> tuple[int, int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=20)
+    parser.add_argument("--first", type=int, default=0, help="index of the first pair (to continue a run)")
     parser.add_argument("--seed", type=int, default=1818)
     parser.add_argument("--profile", default="compact")
     parser.add_argument("--model", default=None)
     args = parser.parse_args()
     results = []
-    for index in range(args.pairs):
+    for index in range(args.first, args.first + args.pairs):
         result = run_pair(args.seed, index, args.profile, args.model)
         cats = {s: (result["truth"]["categories"][s] or {}).get("category") for s in SYSTEMS}
         found = {src: {s: (result["responses"][src]["categories"][s] or {}).get("category") for s in SYSTEMS}
