@@ -31,26 +31,33 @@ def serving(app) -> Iterator[str]:
 
 
 @contextmanager
-def tiny_model_service(models: Path, token: str, limits) -> Iterator:
-    """The service with the tiny test model installed (``ATTUMAMBA_MODELS``): an authorised httpx client."""
-    import httpx
+def tiny_model_backend(models: Path, token: str, limits, bias_lesion: float | None = None) -> Iterator[str]:
+    """The service with the tiny test model installed (``ATTUMAMBA_MODELS`` set meanwhile): its base URL."""
     from tiny_model import make_tiny_package
 
     from attumamba.server import ServerState, create_app
 
-    make_tiny_package(models / "tiny")
+    make_tiny_package(models / "tiny", bias_lesion=bias_lesion)
     saved = os.environ.get("ATTUMAMBA_MODELS")
     os.environ["ATTUMAMBA_MODELS"] = str(models)
     try:
-        app = create_app(ServerState(token=token, limits=limits))
-        with serving(app) as url, httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
-                                               timeout=60) as client:
-            yield client
+        with serving(create_app(ServerState(token=token, limits=limits))) as url:
+            yield url
     finally:
         if saved is None:
             os.environ.pop("ATTUMAMBA_MODELS", None)
         else:
             os.environ["ATTUMAMBA_MODELS"] = saved
+
+
+@contextmanager
+def tiny_model_service(models: Path, token: str, limits) -> Iterator:
+    """:func:`tiny_model_backend` with an authorised httpx client."""
+    import httpx
+
+    with tiny_model_backend(models, token, limits) as url, \
+            httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+        yield client
 
 
 def wait_for_job(client, job_id: str, until=("done", "failed", "cancelled"), timeout: float = 120) -> dict:

@@ -84,24 +84,11 @@ TOKEN = "slicer-logic-token"
 @pytest.fixture(scope="module")
 def lesion_backend(tmp_path_factory):
     """The real backend on loopback with the tiny model biased to call every voxel lesion."""
-    import os
+    from attumamba.server import Limits
+    from loopback import tiny_model_backend
 
-    from attumamba.server import Limits, ServerState, create_app
-    from loopback import serving
-    from tiny_model import make_tiny_package
-
-    models = tmp_path_factory.mktemp("models")
-    make_tiny_package(models / "tiny", bias_lesion=20.0)
-    previous = os.environ.get("ATTUMAMBA_MODELS")
-    os.environ["ATTUMAMBA_MODELS"] = str(models)
-    try:
-        with serving(create_app(ServerState(token=TOKEN, limits=Limits()))) as url:
-            yield url
-    finally:
-        if previous is None:
-            os.environ.pop("ATTUMAMBA_MODELS", None)
-        else:
-            os.environ["ATTUMAMBA_MODELS"] = previous
+    with tiny_model_backend(tmp_path_factory.mktemp("models"), TOKEN, Limits(), bias_lesion=20.0) as url:
+        yield url
 
 
 @pytest.fixture

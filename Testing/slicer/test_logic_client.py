@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import importlib
-import os
 
 import pytest
 import SimpleITK as sitk
-from loopback import serving
-from tiny_model import make_tiny_package
+from loopback import tiny_model_backend
 
-from attumamba.server import Limits, ServerState, create_app
+from attumamba.server import Limits
 
 TOKEN = "slicer-client-token"
 
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory, logic):
-    models = tmp_path_factory.mktemp("models")
-    make_tiny_package(models / "tiny")
-    os.environ["ATTUMAMBA_MODELS"] = str(models)
-    try:
-        with serving(create_app(ServerState(token=TOKEN, limits=Limits()))) as url:
-            yield url
-    finally:
-        os.environ.pop("ATTUMAMBA_MODELS", None)
+    with tiny_model_backend(tmp_path_factory.mktemp("models"), TOKEN, Limits()) as url:
+        yield url
 
 
 def test_the_whole_api_from_the_standard_library(backend, study_files, tmp_path, logic):
