@@ -56,13 +56,13 @@ def write_cohort(folder: BatchFolder, studies: list[Study], skipped: list[Skippe
         rows.append(row)
         lesions += study_lesions
     return {
-        "studies": write_atomic(folder.root / STUDIES_CSV, _csv(STUDY_COLUMNS, rows)),
-        "lesions": write_atomic(folder.root / LESIONS_CSV, _csv(("study_id", *CSV_COLUMNS), lesions)),
+        "studies": write_atomic(folder.root / STUDIES_CSV, csv_text(STUDY_COLUMNS, rows)),
+        "lesions": write_atomic(folder.root / LESIONS_CSV, csv_text(("study_id", *CSV_COLUMNS), lesions)),
         "html": write_atomic(folder.root / REPORT_HTML, _html(rows, skipped, title, responses or [])),
     }
 
 
-def _csv(columns, rows: list[dict]) -> str:
+def csv_text(columns, rows: list[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns))
     writer.writeheader()

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ..errors import CancelledError, InputError
 from ..io.study_types import safe_id
-from .outputs import BatchFolder
+from .cohort import csv_text
+from .outputs import BatchFolder, write_atomic
 
 RESPONSES_FOLDER, RESPONSES_CSV = "responses", "cohort_responses.csv"
 PAIR_COLUMNS = ("patient", "baseline", "follow_up", "status", "recist", "percist", "deauville", "sum_change_pct",
@@ -59,8 +60,6 @@ def read_pairs(path: str | Path, study_ids: set[str]) -> list[Pair]:
 def assess_pairs(folder: BatchFolder, pairs: list[Pair], studies: dict, cancel: Callable[[], bool],
                  on_pair: Callable[[Pair, dict], None] | None = None) -> list[dict]:
     """Compare every pair whose studies finished; the cohort rows (also written as a CSV)."""
-    from .outputs import write_atomic
-
     rows = []
     for pair in pairs:
         if cancel():
@@ -79,7 +78,7 @@ def assess_pairs(folder: BatchFolder, pairs: list[Pair], studies: dict, cancel: 
         rows.append(row)
         if on_pair:
             on_pair(pair, row)
-    write_atomic(folder.root / RESPONSES_CSV, _csv(rows))
+    write_atomic(folder.root / RESPONSES_CSV, csv_text(PAIR_COLUMNS, rows))
     return rows
 
 
@@ -106,13 +105,3 @@ def _assess(folder: BatchFolder, pair: Pair) -> dict:
             "sum_change_pct": categories["recist"]["numbers"]["change_from_baseline_pct"],
             "new_lesions": len(response["new_lesions_counted"]), "matched": counts["matched"],
             "disappeared": counts["disappeared"], "registration": response["registration"]["kind"]}
-
-
-def _csv(rows: list[dict]) -> str:
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(PAIR_COLUMNS))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()

@@ -30,6 +30,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..io import resample_to
+from ..lesions.recist import Grid
 from .sul import SulScale
 
 LIVER_RADIUS_MM = 15.0
@@ -73,7 +74,7 @@ def measure(region: ReferenceRegion, pet_suv: sitk.Image, scale: SulScale | None
     stop = np.clip(np.ceil(np.max(corners, axis=0)).astype(int) + 1, 0, np.array(pet_suv.GetSize()))
     values = sitk.GetArrayViewFromImage(pet_suv)[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]]
     index = np.stack(np.meshgrid(*(np.arange(a, b) for a, b in zip(start, stop)), indexing="ij"), axis=-1)
-    points = _physical(pet_suv, index.reshape(-1, 3)).reshape(index.shape)
+    points = Grid.of(pet_suv).to_lps(index.reshape(-1, 3)).reshape(index.shape)
     inside = region.contains(points).transpose(2, 1, 0)
     chosen = values[inside].astype(np.float64)
     if chosen.size == 0:
@@ -184,8 +185,3 @@ def _axis_lps(image: sitk.Image, axis: int) -> np.ndarray:
     """LPS coordinate along ``axis`` (0 x, 1 y, 2 z) of each index on that axis (axis-aligned grids)."""
     return image.GetOrigin()[axis] + np.arange(image.GetSize()[axis]) * image.GetSpacing()[axis] * \
         np.sign(image.GetDirection()[4 * axis] or 1.0)
-
-
-def _physical(image: sitk.Image, index_xyz: np.ndarray) -> np.ndarray:
-    matrix = np.asarray(image.GetDirection()).reshape(3, 3) * np.asarray(image.GetSpacing())
-    return np.asarray(image.GetOrigin()) + index_xyz @ matrix.T

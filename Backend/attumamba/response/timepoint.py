@@ -19,6 +19,7 @@ import SimpleITK as sitk
 from ..errors import InputError
 from ..inference.pipeline import LABELMAP_NAME, check_pet_is_suv
 from ..io import find_studies, load_volume, resample_to
+from ..io.resample import same_grid
 from ..io.study_types import Study
 from ..lesions import analyze_instances
 
@@ -62,7 +63,7 @@ def load_time_point(name: str, path: str | Path, *, labels: str | Path | None = 
 
 def measured(name, ct, pet, labelmap, source, patient=None, segmented_by=None) -> TimePoint:
     """Re-measure ``labelmap`` (onto the CT grid first when it lies on another) with CT and PET."""
-    if labelmap.GetSize() != ct.GetSize() or labelmap.GetOrigin() != ct.GetOrigin():
+    if not same_grid(labelmap, ct):
         labelmap = resample_to(labelmap, ct, kind="label")
     instances, report = analyze_instances(labelmap, ct, pet, patient=patient)
     return TimePoint(name, ct, pet, instances, report, source, segmented_by)

@@ -18,7 +18,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-import SimpleITK as sitk
 
 from ..errors import CancelledError, InputError
 from ..response.assess import ReaderInputs, assess_response
@@ -28,6 +27,7 @@ from .holdings import Refusal
 from .jobs import JobQueue
 from .labelmaps import LabelmapStore
 from .studies import StudyStore
+from .uploads import read_image_bytes
 
 log = logging.getLogger("attumamba.server")
 FINISHED = ("done", "failed", "cancelled")
@@ -179,7 +179,7 @@ class ResponseRuns:
             checkpoint(0.05 * n, f"measuring the {when.replace('_', '-')}")
             study = self.studies.require(run.studies[when])
             kind, source_id = run.sources[when]
-            labels = _image(self._labels_bytes(kind, source_id))
+            labels = read_image_bytes(self._labels_bytes(kind, source_id))
             points[when] = measured(when, study.ct, study.pet, labels, f"study {study.study_id}, {kind} {source_id}",
                                     _patient(study.meta))
         registration = run.reused or register_follow_up(
@@ -196,12 +196,6 @@ class ResponseRuns:
         finished = [rid for rid, run in self._runs.items() if run.state in FINISHED]
         for response_id in finished[: max(0, len(finished) - self.keep)]:
             del self._runs[response_id]
-
-
-def _image(nrrd: bytes) -> sitk.Image:
-    from .uploads import read_image_bytes
-
-    return read_image_bytes(nrrd)
 
 
 def _patient(meta: dict) -> tuple | None:
