@@ -8,6 +8,7 @@ is a JSON ``{error, detail}`` that closes the connection, so an unread body is n
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
@@ -27,6 +28,10 @@ UPLOAD_ROUTES = ((re.compile(r"/v1/studies"), 2), (re.compile(r"/v1/studies/[^/]
 JSON_BODY_CAP = 1 << 20
 UPLOAD_SLACK = 1 << 20      # multipart framing, file names and the meta/options fields
 UPLOAD_RETRY_S = 5
+# After a refusal sent while the client may still be sending its body: keep reading (and dropping)
+# for this long, at most this much, before the connection closes — closing a socket with unread
+# data resets it, and the reset can destroy the refusal before the client has read it.
+LINGER_S, LINGER_BYTES = 2.0, 4 << 20
 
 
 class BodyTooLarge(Exception):
@@ -69,6 +74,25 @@ async def _drain(receive: Receive, cap: int) -> None:
         received += len(message.get("body", b""))
 
 
+async def answer_then_close(response: JSONResponse, receive: Receive, send: Send) -> None:
+    """Send ``response`` (which says ``Connection: close``), then let the client read it before the close:
+    the body goes out, the request's unread bytes are dropped for a bounded moment (:data:`LINGER_S`,
+    :data:`LINGER_BYTES`; the client usually hangs up first), and only then does the response end."""
+    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body, "more_body": True})
+    dropped = 0
+    try:
+        async with asyncio.timeout(LINGER_S):
+            while dropped < LINGER_BYTES:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    break
+                dropped += len(message.get("body", b""))
+    except TimeoutError:
+        pass
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 def refusal(status: int, error: str, detail: str, retry_after_s: int | None = None) -> JSONResponse:
     headers = {"Connection": "close"}
     if retry_after_s is not None:
@@ -97,7 +121,7 @@ class RequestGate:
         cap = files * self.max_upload_bytes + UPLOAD_SLACK if files else JSON_BODY_CAP
         refused = self._refusal(scope, Headers(scope=scope), cap, files)
         if refused is not None:
-            await refused(scope, receive, send)
+            await answer_then_close(refused, receive, send)
             return
         if files and self.uploads_running >= self.upload_slots:
             # An authorised upload within its cap: read and drop its body first, so that clients
@@ -109,9 +133,11 @@ class RequestGate:
             return
         self.uploads_running += bool(files)
         try:
-            await self._run_capped(scope, receive, send, cap, files)
+            too_large = await self._run_capped(scope, receive, send, cap)
         finally:
             self.uploads_running -= bool(files)
+        if too_large:   # answered once the upload slot is free again (the answer lingers a moment)
+            await answer_then_close(self._too_large(cap, files), receive, send)
 
     def _refusal(self, scope: Scope, headers: Headers, cap: int, files: int) -> JSONResponse | None:
         host = headers.get("host", "")
@@ -153,8 +179,9 @@ class RequestGate:
             detail = f"this request may send at most {cap >> 20} MiB; it sends more"
         return refusal(413, "request too large", detail)
 
-    async def _run_capped(self, scope: Scope, receive: Receive, send: Send, cap: int, files: int) -> None:
-        """Run the app with a receive that stops at ``cap`` bytes; past it, answer 413 instead of the app."""
+    async def _run_capped(self, scope: Scope, receive: Receive, send: Send, cap: int) -> bool:
+        """Run the app with a receive that stops at ``cap`` bytes; True when the body passed it before the app
+        answered (the caller then answers 413 instead of the app)."""
         received, cut, started = 0, False, False
 
         async def capped_receive() -> Message:
@@ -181,5 +208,4 @@ class RequestGate:
         except Exception:
             if not cut:
                 raise
-        if cut and not started:
-            await self._too_large(cap, files)(scope, receive, send)
+        return cut and not started
