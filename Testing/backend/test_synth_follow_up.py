@@ -91,3 +91,28 @@ def test_cli_writes_pairs_in_dicom_with_patient_size_and_weight(tmp_path):
     assert all(h.PatientSex in ("M", "F") and float(h.PatientSize) > 1 and float(h.PatientWeight) > 30 for h in headers)
     assert headers[0].StudyInstanceUID != headers[1].StudyInstanceUID
     assert (case / "follow_up" / "truth" / "SEG.nii.gz").is_file()
+
+
+def test_true_uptake_is_measured_on_the_written_pet_in_true_regions(pair):
+    """The truth's SUVmax is the written PET's maximum in the true mask (blur and noise included),
+    and its reference regions lie in the true liver and aorta, with the image's SD."""
+    rows = [r for r in pair.truth["lesions"] if r["follow_up"] is not None]
+    assert rows
+    for row in rows:
+        lesion = row["follow_up"]
+        assert lesion["suv_peak"] <= lesion["suv_max"] + 1e-6
+        assert lesion["activity_suv"] > 0 and lesion["sul_peak"] < lesion["suv_peak"]
+    # measured, not painted: blur, partial volume and noise move every lesion's SUVmax off its activity
+    assert all(abs(r["follow_up"]["suv_max"] - r["follow_up"]["activity_suv"]) > 1e-3 for r in rows)
+    small = [r["follow_up"] for r in rows if r["follow_up"]["volume_ml"] < 1.0]
+    assert all(lesion["suv_peak"] < lesion["activity_suv"] for lesion in small)
+    for when, study in (("baseline", pair.baseline), ("follow_up", pair.follow_up)):
+        regions, values = pair.truth["reference_regions"][when], pair.truth["references"][when]
+        hu = study.ct_on_pet[study.ct_on_pet.TransformPhysicalPointToIndex(regions["liver"]["centre_lps_mm"])]
+        assert 20 < hu < 110, f"the true liver sphere's centre is not liver on CT ({hu} HU)"
+        activity = pair.truth["activity"][when]
+        assert values["liver_suv"] == pytest.approx(activity["liver_suv"], rel=0.15)
+        assert values["blood_pool_suv"] == pytest.approx(activity["blood_pool_suv"], rel=0.25)
+        assert values["liver_sul_sd"] > 0.02 and values["blood_pool_sul_sd"] > 0.02
+    threshold = pair.truth["categories"]["percist"]
+    assert "SD" in json.dumps(threshold)

@@ -8,11 +8,10 @@ the follow-up's masks, as they would from a reader's.
 
 The truth (``response_truth.json``) says which follow-up lesion is which baseline lesion, each
 lesion's true RECIST axes (measured on its analytic solid rasterised at 0.5 mm in that scan's
-frame), true SUV and SUL, the true reference values (liver, blood pool), and the true RECIST 1.1,
-PERCIST 1.0 and (FDG) Deauville categories from :mod:`attumamba.response` applied to those
-values. A lesion's true SULpeak is the mean true uptake in a 1 cm³ sphere over it: its SUL when
-it holds the sphere, else its volume share of the sphere at its SUL and the rest at the tissue
-around it (taken as muscle).
+frame), its uptake as a perfect reader measures it (SUV/SUL max and peak on the written PET within
+the true mask, beside the painted activity), the reference regions placed on the true anatomy
+(:mod:`.measured_truth`), and the true RECIST 1.1, PERCIST 1.0 and (FDG) Deauville categories from
+:mod:`attumamba.response` applied to those values.
 """
 
 from __future__ import annotations
@@ -27,12 +26,10 @@ from ..response import deauville, percist, recist, sul_scale
 from .evolution import evolve, sample_scenario
 from .grid import Grid, paint
 from .lesions import Lesion
+from .measured_truth import lesion_uptake, true_references
 from .pose import Pose
 from .study import Case, SyntheticStudy, Visit, case_rng, generate_study, render_study
 from .tissues import Tissue
-
-PEAK_SPHERE_ML = 1.0
-
 
 @dataclass
 class FollowUpPair:
@@ -66,16 +63,18 @@ def _truth(baseline: SyntheticStudy, follow_up: SyntheticStudy, evolution, pose:
     case = baseline.case
     scales = {"baseline": sul_scale(case.patient.sex, case.patient.height_m, case.patient.weight_kg),
               "follow_up": sul_scale(case.patient.sex, case.patient.height_m, visit.weight_kg)}
-    uptakes = {"baseline": case.uptake, "follow_up": later.uptake}
-    references = {when: {"liver_suv": round(uptakes[when][Tissue.LIVER], 4),
-                         "liver_sul": round(scales[when].sul(uptakes[when][Tissue.LIVER]), 4),
-                         "blood_pool_suv": round(uptakes[when][Tissue.BLOOD], 4),
-                         "blood_pool_sul": round(scales[when].sul(uptakes[when][Tissue.BLOOD]), 4)}
-                  for when in scales}
+    studies, poses = {"baseline": baseline, "follow_up": follow_up}, {"baseline": None, "follow_up": pose}
+    regions = {when: true_references(studies[when], poses[when], scales[when]) for when in studies}
+    references = {when: _reference_values(regions[when]) for when in studies}
+    uptake = {when: lesion_uptake(studies[when]) for when in studies}
     follow_lesions = {entry["source_id"]: entry for entry in follow_up.truth["lesions"]}
-    base_measures = {entry["id"]: _measures(entry, lesion, scales["baseline"], case.uptake)
+    base_measures = {entry["id"]: _measures(entry, lesion, uptake["baseline"][entry["id"]])
                      for entry, lesion in zip(baseline.truth["lesions"], case.lesions)}
     moved = {lesion.id: lesion for lesion in follow_up.scanner_lesions}
+
+    def follow_measures(seen: dict) -> dict:
+        return _measures(seen, moved[seen["id"]], uptake["follow_up"][seen["id"]])
+
     rows = []
     for entry in baseline.truth["lesions"]:
         seen = follow_lesions.get(entry["id"])
@@ -83,18 +82,29 @@ def _truth(baseline: SyntheticStudy, follow_up: SyntheticStudy, evolution, pose:
                      "kind": "matched" if seen else "disappeared", "type": entry["type"], "organ": entry["organ"],
                      "size_factor": round(evolution.size_factor.get(entry["id"], 0.0), 4),
                      "uptake_factor": round(evolution.uptake_factor.get(entry["id"], 0.0), 4),
-                     "baseline": base_measures[entry["id"]],
-                     "follow_up": _measures(seen, moved[seen["id"]], scales["follow_up"], later.uptake) if seen else None})
+                     "baseline": base_measures[entry["id"]], "follow_up": follow_measures(seen) if seen else None})
     for source, seen in follow_lesions.items():
         if evolution.baseline_of.get(source) is None:
             rows.append({"baseline_id": None, "follow_up_id": seen["id"], "kind": "new", "type": seen["type"],
                          "organ": seen["organ"], "size_factor": None, "uptake_factor": None, "baseline": None,
-                         "follow_up": _measures(seen, moved[seen["id"]], scales["follow_up"], later.uptake)})
+                         "follow_up": follow_measures(seen)})
     slice_mm = baseline.truth["grids"]["ct"]["spacing_mm"][2]
     return {"case_id": case.case_id, "seed": case.seed, "index": case.index, "tracer": case.tracer,
             "scenario": evolution.scenario, "days_between": visit.days_after, "pose": pose.to_json(),
             "sul": {when: scale.describe() for when, scale in scales.items()}, "references": references,
+            "reference_regions": {when: {k: r.as_dict() for k, r in found.items()} for when, found in regions.items()},
+            "activity": {when: {"liver_suv": round(u[Tissue.LIVER], 4), "blood_pool_suv": round(u[Tissue.BLOOD], 4)}
+                         for when, u in (("baseline", case.uptake), ("follow_up", later.uptake))},
             "lesions": rows, "categories": true_categories(rows, references, case.tracer, slice_mm)}
+
+
+def _reference_values(regions: dict) -> dict:
+    values = {}
+    for kind, region in regions.items():
+        for unit in ("suv", "sul"):
+            values[f"{kind}_{unit}"] = region.stats.get(f"{unit}_mean")
+            values[f"{kind}_{unit}_sd"] = region.stats.get(f"{unit}_sd")
+    return values
 
 
 def true_categories(rows: list[dict], references: dict, tracer: str, slice_thickness_mm: float) -> dict:
@@ -110,8 +120,9 @@ def true_categories(rows: list[dict], references: dict, tracer: str, slice_thick
     new = sum(r["kind"] == "new" for r in rows)
     remains = any(r["follow_up"] is not None for key, r in by_id.items() if key not in chosen_ids)
     result = {"recist": recist.assess(targets, new_lesions=new, non_target_disease_remains=remains).as_dict()}
-    refs = {when: (percist.Reference("liver", references[when]["liver_sul"], 0.0),
-                   percist.Reference("blood_pool", references[when]["blood_pool_sul"], 0.0)) for when in references}
+    refs = {when: (percist.Reference("liver", references[when]["liver_sul"], references[when]["liver_sul_sd"]),
+                   percist.Reference("blood_pool", references[when]["blood_pool_sul"], references[when]["blood_pool_sul_sd"]))
+            for when in references}
     baseline = [percist.Uptake(str(r["baseline_id"]), r["baseline"]["sul_peak"]) for r in rows if r["baseline"]]
     follow = [percist.Uptake(str(r["follow_up_id"]), r["follow_up"]["sul_peak"]) for r in rows if r["follow_up"]]
     result["percist"] = percist.assess(baseline, follow, baseline_liver=refs["baseline"][0],
@@ -133,14 +144,11 @@ def _follow_diameter(row: dict, nodal: bool) -> float:
     return row["follow_up"]["short_axis_mm" if nodal else "long_axis_mm"]
 
 
-def _measures(entry: dict, lesion: Lesion, scale, uptake: dict) -> dict:
+def _measures(entry: dict, lesion: Lesion, uptake: dict) -> dict:
     long_axis, short_axis = true_axes(lesion.solid)
-    volume_ml = entry["volume_ml"]
-    share = min(1.0, volume_ml / PEAK_SPHERE_ML)
-    suv_peak = share * lesion.suv + (1.0 - share) * uptake[Tissue.MUSCLE]
-    return {"long_axis_mm": round(long_axis, 2), "short_axis_mm": round(short_axis, 2), "volume_ml": volume_ml,
-            "suv_max": round(lesion.suv, 4), "suv_peak": round(suv_peak, 4), "sul_max": _round(scale.sul(lesion.suv)),
-            "sul_peak": _round(scale.sul(suv_peak)), "centre_lps_mm": entry["centre_lps_mm"]}
+    return {"long_axis_mm": round(long_axis, 2), "short_axis_mm": round(short_axis, 2), "volume_ml": entry["volume_ml"],
+            **{key: _round(value) for key, value in uptake.items()}, "activity_suv": round(lesion.suv, 4),
+            "centre_lps_mm": entry["centre_lps_mm"]}
 
 
 def true_axes(solid, spacing_mm: float = 0.5) -> tuple[float, float]:
