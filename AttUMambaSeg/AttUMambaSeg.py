@@ -1,8 +1,9 @@
 """AttUMambaSeg: whole-body PET/CT lesion segmentation with Mamba U-Nets.
 
 This file is the thin Slicer layer: the module description, a Widget that only wires the UI
-(its sections are wired by the panels in ``Widgets/``), a Logic facade for the Widget
-and for scripts, and the self-test. Everything that does work lives in ``Logic/`` (no Qt,
+(its sections are wired by the panels in ``AttUMambaSegLib/widgets``), a Logic facade for the
+Widget and for scripts, and the self-test. Everything that does work lives in
+``AttUMambaSegLib/logic`` (no Qt,
 testable on slicer-core) or in the backend process (torch, models), which Slicer never imports.
 """
 
@@ -28,41 +29,32 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-LOGIC_IMPORT_NAME = "AttUMambaSegLogic"
-WIDGETS_IMPORT_NAME = "AttUMambaSegWidgets"
+LIBRARY = "AttUMambaSegLib"   # this module's package; its name is unique on Slicer's sys.path
 DEFAULT_URL = "http://127.0.0.1:8765"
 
 
-def _loadPackage(importName, folder):
-    """Import a subfolder of this module under a private name: Slicer puts every scripted module's
-    folder on ``sys.path``, so a bare ``import Logic`` could return another extension's package."""
-    if importName in sys.modules:
-        return sys.modules[importName]
-    package_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), folder)
-    spec = importlib.util.spec_from_file_location(
-        importName, os.path.join(package_dir, "__init__.py"), submodule_search_locations=[package_dir]
-    )
-    package = importlib.util.module_from_spec(spec)
-    sys.modules[importName] = package
-    spec.loader.exec_module(package)
-    return package
-
-
-def loadLogicPackage():
-    """``Logic/`` as the package ``AttUMambaSegLogic``."""
-    return _loadPackage(LOGIC_IMPORT_NAME, "Logic")
-
-
 def logicModule(name):
-    """One module of ``Logic/``, e.g. ``logicModule("run").SegmentationRun``."""
-    loadLogicPackage()
-    return importlib.import_module(f"{LOGIC_IMPORT_NAME}.{name}")
+    """One module of ``AttUMambaSegLib/logic``, e.g. ``logicModule("run").SegmentationRun``."""
+    return importlib.import_module(f"{LIBRARY}.logic.{name}")
 
 
 def widgetsModule(name):
-    """One module of ``Widgets/`` (Qt helpers of the Widget)."""
-    _loadPackage(WIDGETS_IMPORT_NAME, "Widgets")
-    return importlib.import_module(f"{WIDGETS_IMPORT_NAME}.{name}")
+    """One module of ``AttUMambaSegLib/widgets`` (Qt helpers of the Widget)."""
+    return importlib.import_module(f"{LIBRARY}.widgets.{name}")
+
+
+def loadLogicPackage():
+    """``AttUMambaSegLib.logic`` (the package the facade and scripts use)."""
+    return importlib.import_module(f"{LIBRARY}.logic")
+
+
+def unloadLibrary():
+    """Forget every imported module of the library, so the next import reads the files again.
+
+    *Reload* reloads only the module file; without this, Python's module cache would keep
+    serving the library as it was when Slicer started."""
+    for name in [name for name in sys.modules if name == LIBRARY or name.startswith(LIBRARY + ".")]:
+        del sys.modules[name]
 
 
 class AttUMambaSeg(ScriptedLoadableModule):
@@ -139,6 +131,11 @@ class AttUMambaSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.resultsPanel.cancel()
         self.removeObservers()
         self.logic.stopBackend()
+
+    def onReload(self):
+        """Developer *Reload*: the library is read again too, not only this file."""
+        unloadLibrary()
+        ScriptedLoadableModuleWidget.onReload(self)
 
     def enter(self):
         self.initializeParameterNode()
@@ -348,7 +345,7 @@ class AttUMambaSegTest(ScriptedLoadableModuleTest):
 
     def test_logic_package_is_ours(self):
         package = AttUMambaSegLogic().package
-        self.assertEqual(package.PACKAGE_ID, "AttUMambaSeg.Logic")
+        self.assertEqual(package.PACKAGE_ID, "AttUMambaSegLib.logic")
         self.assertTrue(package.__file__.startswith(os.path.dirname(os.path.abspath(__file__))))
 
     def loadSyntheticStudy(self):

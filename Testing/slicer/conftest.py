@@ -13,6 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "Testing" / "backend"))  # tiny_model, loopback
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # mrml_helpers
+sys.path.insert(0, str(REPO / "AttUMambaSeg"))  # as Slicer puts every scripted module's folder on sys.path
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +94,7 @@ def lesion_backend(tmp_path_factory):
 
 @pytest.fixture
 def client(lesion_backend, logic):
-    from AttUMambaSegLogic.client import BackendClient
+    from AttUMambaSegLib.logic.client import BackendClient
 
     return BackendClient(lesion_backend, TOKEN)
 
@@ -134,7 +135,7 @@ def handmade_result(handmade, scene, logic):
     """The handmade lesions turned into MRML nodes (segments, RECIST lines, table) by ``build_result``."""
     import importlib
 
-    return importlib.import_module("AttUMambaSegLogic.results").build_result(
+    return importlib.import_module("AttUMambaSegLib.logic.results").build_result(
         scene, handmade.ct, handmade.labelmap, handmade.report, pet_node=handmade.pet, study_id=handmade.study_id)
 
 

@@ -18,16 +18,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def load_logic():
-    """The module's Logic package, loaded as the module file loads it (by path, under a private name)."""
-    name = "AttUMambaSegLogic"
-    if name in sys.modules:
-        return sys.modules[name]
-    folder = REPO / "AttUMambaSeg" / "Logic"
-    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py", submodule_search_locations=[str(folder)])
-    package = importlib.util.module_from_spec(spec)
-    sys.modules[name] = package
-    spec.loader.exec_module(package)
-    return package
+    """The module's logic package, imported as Slicer does (the module's folder on ``sys.path``)."""
+    folder = str(REPO / "AttUMambaSeg")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module("AttUMambaSegLib.logic")
 
 
 def headless_scene():

@@ -14,7 +14,7 @@ import pytest
 
 
 def _process():
-    return importlib.import_module("AttUMambaSegLogic.backend_process")
+    return importlib.import_module("AttUMambaSegLib.logic.backend_process")
 
 
 def test_serve_command(logic, tmp_path):
@@ -32,7 +32,7 @@ def test_free_port_is_free(logic):
 
 
 def test_read_token(logic, tmp_path):
-    client = importlib.import_module("AttUMambaSegLogic.client")
+    client = importlib.import_module("AttUMambaSegLib.logic.client")
     (tmp_path / "token").write_text("  secret\n")
     assert _process().read_token(tmp_path / "token") == "secret"
     with pytest.raises(client.BackendError, match="no backend token at .*start the backend"):
@@ -172,7 +172,7 @@ def fake_python(tmp_path):
 def test_managed_backend_is_checked_by_instance_before_the_token(logic, fake_python, health):
     from http_doubles import always, recording_server
 
-    client = importlib.import_module("AttUMambaSegLogic.client")
+    client = importlib.import_module("AttUMambaSegLib.logic.client")
     with recording_server(always(*health)) as squatter:
         backend = _process().ManagedBackend(fake_python, port=int(squatter.url.rsplit(":", 1)[1]))
         backend.start()

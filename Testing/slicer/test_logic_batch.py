@@ -20,7 +20,7 @@ ROTATED = (0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, -1.0)
 
 
 def _module(name: str):
-    return importlib.import_module(f"AttUMambaSegLogic.{name}")
+    return importlib.import_module(f"AttUMambaSegLib.logic.{name}")
 
 
 @pytest.fixture(scope="module")

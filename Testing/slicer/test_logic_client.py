@@ -20,7 +20,7 @@ def backend(tmp_path_factory, logic):
 
 
 def test_the_whole_api_from_the_standard_library(backend, study_files, tmp_path, logic):
-    client_module = importlib.import_module("AttUMambaSegLogic.client")
+    client_module = importlib.import_module("AttUMambaSegLib.logic.client")
     client = client_module.BackendClient(backend, TOKEN)
     assert client.health()["status"] == "ok"
     assert "tiny" in [m["name"] for m in client.models()]
@@ -43,7 +43,7 @@ def test_the_whole_api_from_the_standard_library(backend, study_files, tmp_path,
 
 
 def test_errors_are_messages_for_the_user(backend, study_files, tmp_path, logic):
-    client_module = importlib.import_module("AttUMambaSegLogic.client")
+    client_module = importlib.import_module("AttUMambaSegLib.logic.client")
     with pytest.raises(client_module.BackendError, match="refused the token"):
         client_module.BackendClient(backend, "wrong").models()
     with pytest.raises(client_module.BackendError, match="not reachable"):

@@ -8,7 +8,7 @@ import pytest
 
 
 def _connection():
-    return importlib.import_module("AttUMambaSegLogic.connection")
+    return importlib.import_module("AttUMambaSegLib.logic.connection")
 
 
 def test_check_backend_in_background(client, logic):
@@ -21,7 +21,7 @@ def test_check_backend_in_background(client, logic):
 
 
 def test_a_wrong_token_fails_in_the_future_with_what_to_do(client, logic):
-    wrong = importlib.import_module("AttUMambaSegLogic.client").BackendClient(client.url, "wrong")
+    wrong = importlib.import_module("AttUMambaSegLib.logic.client").BackendClient(client.url, "wrong")
     future = _connection().in_background(_connection().check_backend, wrong)
     with pytest.raises(Exception, match="refused the token"):
         future.result(timeout=60)

@@ -14,7 +14,7 @@ from mrml_helpers import edit_segment
 
 
 def _module(name: str):
-    return importlib.import_module(f"AttUMambaSegLogic.{name}")
+    return importlib.import_module(f"AttUMambaSegLib.logic.{name}")
 
 
 @pytest.mark.parametrize("labelmap_name", ["lesions.nii.gz", "case 7.nrrd"])

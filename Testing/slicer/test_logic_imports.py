@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-LOGIC_DIR = Path(__file__).resolve().parents[2] / "AttUMambaSeg" / "Logic"
+LOGIC_DIR = Path(__file__).resolve().parents[2] / "AttUMambaSeg" / "AttUMambaSegLib" / "logic"
 ALLOWED_THIRD_PARTY = {"numpy", "SimpleITK", "vtk", "slicer"}
 FORBIDDEN_SLICER_ATTRIBUTES = {"util", "mrmlScene", "modules", "app", "qMRMLUtils"}
 MAX_LINES = 300

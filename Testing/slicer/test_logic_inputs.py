@@ -9,7 +9,7 @@ import slicer
 
 
 def _inputs():
-    return importlib.import_module("AttUMambaSegLogic.inputs")
+    return importlib.import_module("AttUMambaSegLib.logic.inputs")
 
 
 @pytest.mark.parametrize(("name", "kind"), [

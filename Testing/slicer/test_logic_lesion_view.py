@@ -8,7 +8,7 @@ import numpy as np
 
 
 def _module(name: str):
-    return importlib.import_module(f"AttUMambaSegLogic.{name}")
+    return importlib.import_module(f"AttUMambaSegLib.logic.{name}")
 
 
 def _result(handmade, scene):

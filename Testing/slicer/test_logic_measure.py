@@ -15,7 +15,7 @@ VOXEL_ML = 2.5 ** 3 / 1000.0
 
 
 def _module(name: str):
-    return importlib.import_module(f"AttUMambaSegLogic.{name}")
+    return importlib.import_module(f"AttUMambaSegLib.logic.{name}")
 
 
 def _lesion(report: dict, number: int) -> dict:

@@ -18,16 +18,11 @@ import time
 from conftest import REPO
 
 CHILD = """
-import importlib.util, sys, time
-folder = {logic!r}
-spec = importlib.util.spec_from_file_location("AttUMambaSegLogic", folder + "/__init__.py",
-                                              submodule_search_locations=[folder])
-package = importlib.util.module_from_spec(spec)
-sys.modules["AttUMambaSegLogic"] = package
-spec.loader.exec_module(package)
-from AttUMambaSegLogic.batch import BatchRun
-from AttUMambaSegLogic.client import BackendClient
-from AttUMambaSegLogic.workers import SerialWorker, in_background
+import sys, time
+sys.path.insert(0, {module_folder!r})
+from AttUMambaSegLib.logic.batch import BatchRun
+from AttUMambaSegLib.logic.client import BackendClient
+from AttUMambaSegLib.logic.workers import SerialWorker, in_background
 
 client = BackendClient({url!r}, "token", timeout=600)
 batch = BatchRun(client, "/studies", "/out")
@@ -45,7 +40,7 @@ def test_quitting_with_transfers_in_flight_ends_within_two_seconds(logic, tmp_pa
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        script = CHILD.format(logic=str(REPO / "AttUMambaSeg" / "Logic"), url=url)
+        script = CHILD.format(module_folder=str(REPO / "AttUMambaSeg"), url=url)
         child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True)
         try:

@@ -18,7 +18,7 @@ BLOOD_POOL_LPS = (-10.0, 12.0, 0.0)
 
 
 def _module(name: str):
-    return importlib.import_module(f"AttUMambaSegLogic.{name}")
+    return importlib.import_module(f"AttUMambaSegLib.logic.{name}")
 
 
 @pytest.fixture
@@ -159,7 +159,7 @@ def test_a_study_the_backend_forgot_is_uploaded_again(handmade_result, follow_up
 
 
 def test_errors_give_one_clear_message(handmade_result, follow_up_result, scene, logic):
-    from AttUMambaSegLogic.client import BackendClient, BackendError
+    from AttUMambaSegLib.logic.client import BackendClient, BackendError
 
     down = BackendClient("http://127.0.0.1:9", "token")
     nodes = scene.GetNumberOfNodes()

@@ -13,7 +13,7 @@ from mrml_helpers import segment_voxels
 
 
 def _module(name: str):
-    return importlib.import_module(f"AttUMambaSegLogic.{name}")
+    return importlib.import_module(f"AttUMambaSegLib.logic.{name}")
 
 
 def _build(handmade, scene, **kwargs):

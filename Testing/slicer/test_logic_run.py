@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 
 def _module(name: str):
-    return importlib.import_module(f"AttUMambaSegLogic.{name}")
+    return importlib.import_module(f"AttUMambaSegLib.logic.{name}")
 
 
 def _drive(run, timeout_s: float = 120.0) -> list[float]:

@@ -21,13 +21,13 @@ from http_doubles import always, recording_server
 
 
 def _client_module():
-    return importlib.import_module("AttUMambaSegLogic.client")
+    return importlib.import_module("AttUMambaSegLib.logic.client")
 
 
 @pytest.fixture
 def consent(logic):
     """This session's plain-HTTP consents, empty before and after the test."""
-    transport = importlib.import_module("AttUMambaSegLogic.transport")
+    transport = importlib.import_module("AttUMambaSegLib.logic.transport")
     transport.CONSENT.forget()
     yield transport.CONSENT
     transport.CONSENT.forget()
@@ -134,7 +134,7 @@ def https_backend(tmp_path):
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command is needed to make a test certificate")
     cert, key = _self_signed(tmp_path / "tls", "gpu-box.test")
-    port = importlib.import_module("AttUMambaSegLogic.backend_process").free_port()
+    port = importlib.import_module("AttUMambaSegLib.logic.backend_process").free_port()
     token_file = tmp_path / "token"
     process = subprocess.Popen(
         [sys.executable, "-m", "attumamba.cli", "serve", "--port", str(port), "--device", "cpu", "--token-file",

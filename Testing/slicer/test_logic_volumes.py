@@ -13,7 +13,7 @@ from mrml_helpers import load_volume
 
 
 def _module(name: str):
-    return importlib.import_module(f"AttUMambaSegLogic.{name}")
+    return importlib.import_module(f"AttUMambaSegLib.logic.{name}")
 
 
 @pytest.fixture

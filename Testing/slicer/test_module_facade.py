@@ -11,6 +11,7 @@ stand-in widgets in test_widgets_panels.py; the Widget itself is checked statica
 from __future__ import annotations
 
 import importlib
+import sys
 
 import pytest
 
@@ -20,13 +21,13 @@ def synthetic(scene, tmp_path, logic):
     """The self-test's synthetic study, loaded as a user would have it (named CT and PET)."""
     from mrml_helpers import load_volume
 
-    paths = importlib.import_module("AttUMambaSegLogic.sample").write_synthetic_study(tmp_path)
+    paths = importlib.import_module("AttUMambaSegLib.logic.sample").write_synthetic_study(tmp_path)
     return [load_volume(scene, paths[name], name) for name in ("CT", "PET")]
 
 
 def test_the_logic_package_is_shared_with_the_module(module, logic):
     assert module.loadLogicPackage() is logic
-    assert module.logicModule("run").__name__ == "AttUMambaSegLogic.run"
+    assert module.logicModule("run").__name__ == "AttUMambaSegLib.logic.run"
 
 
 def test_options_reach_the_run(module, client, synthetic):
@@ -56,7 +57,7 @@ def test_self_test_scenario(module, lesion_backend, synthetic, scene, tmp_path):
     lesions = result.report["lesions"]
     assert len(lesions) == 1  # the biased tiny model calls every voxel lesion
     assert lesions[0]["voxels"] == 52 * 40 * 30  # on the PET grid, as asked
-    geometry = importlib.import_module("AttUMambaSegLogic.segments").reference_geometry(result.segmentation)
+    geometry = importlib.import_module("AttUMambaSegLib.logic.segments").reference_geometry(result.segmentation)
     assert geometry.GetDimensions() == (52, 40, 30)  # edits and re-measurements stay on that grid
     assert result.segmentation.GetSegmentation().GetNumberOfSegments() == len(lesions)
     assert result.table.GetNumberOfRows() == len(lesions)
@@ -103,6 +104,24 @@ def test_a_batch_through_the_facade_opens_on_its_reference_grid(module, lesion_b
     opened = facade.openBatchStudy(batch.batch_id, "solo", scene=scene).wait()
     segmentation = opened.result.segmentation
     assert opened.result.report["options"]["reference"] == "pet"
-    geometry = importlib.import_module("AttUMambaSegLogic.segments").reference_geometry(segmentation)
+    geometry = importlib.import_module("AttUMambaSegLib.logic.segments").reference_geometry(segmentation)
     assert geometry.GetDimensions() == (20, 20, 20)  # the PET's grid, as asked: edits stay on it
     assert [lesion["voxels"] for lesion in facade.updateMeasurements(segmentation).report["lesions"]] == [20 ** 3]
+
+
+def test_reload_reads_the_library_again(module, logic):
+    """*Reload* forgets AttUMambaSegLib, so the next import runs the edited files, not the cached ones."""
+    before = module.logicModule("run")
+    cached = {name: mod for name, mod in sys.modules.items() if name.startswith("AttUMambaSegLib")}
+    widget = module.AttUMambaSegWidget.__new__(module.AttUMambaSegWidget)
+    reloaded = []
+    module.ScriptedLoadableModuleWidget.onReload = lambda self: reloaded.append(self)
+    try:
+        widget.onReload()
+        assert reloaded == [widget]
+        assert not any(name.startswith("AttUMambaSegLib") for name in sys.modules)
+        after = module.logicModule("run")
+        assert after is not before and after.__file__ == before.__file__
+        assert after.__file__.endswith("AttUMambaSegLib/logic/run.py".replace("/", __import__("os").sep))
+    finally:   # the other tests keep the classes they imported
+        sys.modules.update(cached)

@@ -18,8 +18,8 @@ import pytest
 MODULE_DIR = Path(__file__).resolve().parents[2] / "AttUMambaSeg"
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "AttUMambaSeg.ui"
 MODULE_FILE = MODULE_DIR / "AttUMambaSeg.py"
-#: The Qt side: the module file and its Qt helpers (Logic/ has its own checks in test_logic_imports.py).
-GUI_FILES = [MODULE_FILE, *sorted((MODULE_DIR / "Widgets").glob("*.py"))]
+#: The Qt side: the module file and its Qt helpers (the logic package has its own checks in test_logic_imports.py).
+GUI_FILES = [MODULE_FILE, *sorted((MODULE_DIR / "AttUMambaSegLib" / "widgets").glob("*.py"))]
 GUI_MODULES = {"qt", "ctk", "vtk", "slicer"}  # what Slicer's embedded Python provides the GUI
 MAX_MODULE_FILE_LINES = 400
 

@@ -69,7 +69,7 @@ def test_start_after_a_failed_start_shows_the_log_keeps_it_and_enables_start(pan
 
 
 def test_stop_never_waits_and_a_lingering_backend_is_killed_from_the_timer(panel, tmp_path, monkeypatch, logic):
-    process_module = importlib.import_module("AttUMambaSegLogic.backend_process")
+    process_module = importlib.import_module("AttUMambaSegLib.logic.backend_process")
     monkeypatch.setattr(process_module, "STOP_GRACE_S", 0.5)
     ui = panel.ui
     ui.backendPythonPathLineEdit.currentPath = str(_python(tmp_path, STUBBORN))

@@ -166,9 +166,9 @@ def dialogs(monkeypatch, scene):
 
 @pytest.fixture
 def widgets(module):
-    """``Widgets/`` loaded afresh on the stand-in ``qt``; unloaded afterwards."""
+    """``AttUMambaSegLib.widgets`` loaded afresh on the stand-in ``qt``; unloaded afterwards."""
     def drop():
-        for name in [n for n in sys.modules if n.startswith(module.WIDGETS_IMPORT_NAME)]:
+        for name in [n for n in sys.modules if n.startswith(f"{module.LIBRARY}.widgets")]:
             del sys.modules[name]
 
     drop()

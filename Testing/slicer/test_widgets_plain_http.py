@@ -56,7 +56,7 @@ def backend_ui(ui):
 @pytest.fixture
 def gpu_box(monkeypatch, logic):
     """A stand-in backend on loopback, reached as http://gpu-box.test:<port>; this session's consents emptied."""
-    transport = importlib.import_module("AttUMambaSegLogic.transport")
+    transport = importlib.import_module("AttUMambaSegLib.logic.transport")
     transport.CONSENT.forget()
     resolve = socket.getaddrinfo
     monkeypatch.setattr(socket, "getaddrinfo",

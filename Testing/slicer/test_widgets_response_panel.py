@@ -112,7 +112,7 @@ def test_the_response_panel_compares_reassesses_and_centres(widgets, response_ui
 
     table.cellClicked.emit(0, 3)
     group = table.item(0, 0).data(USER_ROLE)
-    expected = __import__("AttUMambaSegLogic.response_reader").response_reader.group_focus(panel.result, group)
+    expected = __import__("importlib").import_module("AttUMambaSegLib.logic.response_reader").group_focus(panel.result, group)
     assert jumps == [expected]
 
 

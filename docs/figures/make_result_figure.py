@@ -53,7 +53,7 @@ def segment_study(model: str, folder: Path, seed: int, tracer: str):
 def slicer_result(files: dict, report: dict):
     """The nodes the module makes: CT and PET volumes, segmentation, RECIST lines, table."""
     logic = load_logic()
-    from AttUMambaSegLogic.results import build_result
+    from AttUMambaSegLib.logic.results import build_result
 
     scene = headless_scene()
     ct_node, pet_node = load_volume(scene, files["ct"], "CT"), load_volume(scene, files["pet"], "PET")

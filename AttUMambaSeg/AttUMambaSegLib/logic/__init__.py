@@ -1,9 +1,8 @@
 """Slicer-side logic of AttUMambaSeg, importable without the Slicer GUI.
 
 Only the standard library and what Slicer ships (numpy, SimpleITK, vtk, MRML) may be used
-here: torch never loads inside Slicer. The module file imports this package through
-``AttUMambaSeg.loadLogicPackage`` so that another extension's top-level ``Logic`` package
-cannot shadow it. Inside, modules import each other relatively (``from .client import ...``).
+here: torch never loads inside Slicer. It lives in ``AttUMambaSegLib`` (a name no other
+extension uses on Slicer's shared ``sys.path``); *Reload* forgets it so edits take effect. Inside, modules import each other relatively (``from .client import ...``).
 
 Modules, one job each: ``client`` (backend HTTP API), ``transport`` (no proxy, no redirect,
 verified TLS, consent to plain HTTP), ``run`` (one segmentation run, stepped
@@ -19,4 +18,4 @@ self-test's synthetic study). Functions take the scene or nodes as arguments: in
 ``slicer.mrmlScene``, in tests a scene made on slicer-core.
 """
 
-PACKAGE_ID = "AttUMambaSeg.Logic"
+PACKAGE_ID = "AttUMambaSegLib.logic"
