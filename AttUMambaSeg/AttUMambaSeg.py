@@ -31,6 +31,7 @@ from slicer.util import VTKObservationMixin
 
 LIBRARY = "AttUMambaSegLib"   # this module's package; its name is unique on Slicer's sys.path
 DEFAULT_URL = "http://127.0.0.1:8765"
+DOCUMENTATION_URL = "https://github.com/attumambaseg/AttUMambaSeg#using-it-in-3d-slicer"
 
 
 def logicModule(name):
@@ -62,15 +63,17 @@ class AttUMambaSeg(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "AttUMambaSeg"
         self.parent.categories = ["Segmentation"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["AttUMambaSeg developers"]
+        self.parent.dependencies = ["Segmentations", "Markups", "Tables", "SubjectHierarchy"]
+        self.parent.contributors = ["AttUMambaSeg Team (AttUMambaSeg open-source project)"]
         self.parent.helpText = (
-            "Segments lesions in whole-body PET/CT with Mamba-based U-Nets and reports per-lesion "
-            "volume, SUV statistics and RECIST axes. The models run in a separate backend process "
-            "(see the README for its setup)."
+            "Segments lesions in whole-body PET/CT with Mamba-based U-Nets and reports per-lesion volume, "
+            "SUV/SUL statistics and RECIST axes; compares a baseline with a follow-up (RECIST 1.1, PERCIST 1.0, "
+            "Deauville). The models run in a separate backend process. "
+            f'See the <a href="{DOCUMENTATION_URL}">documentation</a> for setting up the backend and using the module.'
         )
         self.parent.acknowledgementText = (
-            "Models follow Att-UMamba, U-Mamba, LightM-UNet, Mamba-AHNet and MPU-Net; training uses nnU-Net v2."
+            "Models follow Att-UMamba, U-Mamba, LightM-UNet, Mamba-AHNet and MPU-Net; training uses nnU-Net v2. "
+            "Licensed under the Apache License 2.0."
         )
 
 
