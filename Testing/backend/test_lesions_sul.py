@@ -42,3 +42,15 @@ def test_a_volume_file_without_patient_data_gets_suv_only_and_says_why(tmp_path,
     assert report["lesions"][0]["sul_max"] is None and report["lesions"][0]["suv_max"] is not None
     given = analyze(lesion_on(pet), pet_suv=pet, patient=("F", 1.65, 60.0))
     assert given["sul"]["available"] and given["lesions"][0]["sul_max"] < given["lesions"][0]["suv_max"]
+
+
+def test_a_dicom_pet_names_its_tracer(tmp_path, write_dicom_pair):
+    """The radiopharmaceutical travels with the SUV volume (Deauville is scored for FDG only)."""
+    from attumamba.io.patient import tracer_of
+
+    _, pet_dir = write_dicom_pair(tmp_path)
+    import pydicom
+
+    header = pydicom.dcmread(next(pet_dir.iterdir()), stop_before_pixels=True)
+    named = header.RadiopharmaceuticalInformationSequence[0].Radiopharmaceutical
+    assert named and tracer_of(load_volume(pet_dir)) == named

@@ -24,6 +24,7 @@ SYSTEMS = ("recist", "percist", "deauville")
 
 def run_pair(seed: int, index: int, profile: str, model: str | None) -> dict:
     from attumamba.inference import Segmenter, resolve_model, run_study
+    from attumamba.io.patient import set_tracer
     from attumamba.response.assess import assess_response
     from attumamba.response.registration import register_follow_up
     from attumamba.response.timepoint import measured
@@ -34,6 +35,7 @@ def run_pair(seed: int, index: int, profile: str, model: str | None) -> dict:
     segmenter = Segmenter(resolve_model(model), "cpu")
     points = {}
     for name, study in (("baseline", pair.baseline), ("follow-up", pair.follow_up)):
+        set_tracer(study.suv, study.dose.radiopharmaceutical)   # as a PET read from DICOM carries it
         result = run_study(segmenter, study.ct, study.suv)
         patient = (study.dicom_study.patient_sex, study.dicom_study.patient_size_m, study.dicom_study.patient_weight_kg)
         points[name] = {"model": measured(name, study.ct, study.suv, result.instances, "model", patient),

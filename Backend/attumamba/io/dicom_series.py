@@ -19,7 +19,7 @@ from ..errors import InputError
 from ._callbacks import CancelCallback, ProgressCallback, check_cancelled, report
 from .dicom_headers import VOLUME_MODALITIES, DicomSeries, files_in_folder, group_series
 from .patient import from_headers as patient_from_headers
-from .patient import set_patient
+from .patient import set_patient, set_tracer, tracer_from_headers
 from .suv import compute_suv_factor
 
 PetUnits = Literal["auto", "raw"]
@@ -225,6 +225,7 @@ def _to_units(
     converted.SetMetaData(KEY_SUV_FACTOR, repr(float(suv.factor)))
     converted.SetMetaData(KEY_SUV_NOTES, "; ".join(suv.notes))
     set_patient(converted, *patient_from_headers(headers[0]))
+    set_tracer(converted, tracer_from_headers(headers[0]))
     return converted
 
 

@@ -13,6 +13,7 @@ KEY_PATIENT_SEX = "attumamba.patient_sex"
 KEY_PATIENT_HEIGHT_M = "attumamba.patient_height_m"
 KEY_PATIENT_WEIGHT_KG = "attumamba.patient_weight_kg"
 _KEYS = (KEY_PATIENT_SEX, KEY_PATIENT_HEIGHT_M, KEY_PATIENT_WEIGHT_KG)
+KEY_TRACER = "attumamba.tracer"   # the radiopharmaceutical, e.g. "Fluorodeoxyglucose" (Deauville is for FDG)
 
 
 def from_headers(ds) -> tuple[str | None, float | None, float | None]:
@@ -34,6 +35,27 @@ def set_patient(image: sitk.Image, sex: str | None, height_m: float | None, weig
     for key, value in zip(_KEYS, (sex, height_m, weight_kg)):
         if value is not None:
             image.SetMetaData(key, str(value))
+
+
+def tracer_from_headers(ds) -> str | None:
+    """The radiopharmaceutical's name (or its code's meaning) from a PET header; None when absent."""
+    sequence = ds.get("RadiopharmaceuticalInformationSequence") or []
+    if not sequence:
+        return None
+    item = sequence[0]
+    name = str(item.get("Radiopharmaceutical", "") or "").strip()
+    if not name and item.get("RadiopharmaceuticalCodeSequence"):
+        name = str(item.RadiopharmaceuticalCodeSequence[0].get("CodeMeaning", "") or "").strip()
+    return name or None
+
+
+def set_tracer(image: sitk.Image, tracer: str | None) -> None:
+    if tracer:
+        image.SetMetaData(KEY_TRACER, tracer)
+
+
+def tracer_of(image: sitk.Image | None) -> str | None:
+    return image.GetMetaData(KEY_TRACER) if image is not None and image.HasMetaDataKey(KEY_TRACER) else None
 
 
 def patient_of(image: sitk.Image | None) -> tuple[str | None, float | None, float | None]:

@@ -16,6 +16,7 @@ from .matching import Matching, match_lesions
 from .references import NoReference, ReferenceRegion, measure, propose_blood_pool, propose_liver
 from .registration import Registration, register_follow_up
 from .sul import SulScale
+from ..io.patient import tracer_of
 from .timepoint import TimePoint
 
 WHEN = ("baseline", "follow_up")
@@ -31,6 +32,7 @@ class ReaderInputs:
     liver_normal: bool = True
     non_target_progression: bool = False
     min_new_lesion_ml: float = 0.5      # smaller new findings are listed but do not count as new lesions
+    tracer: str | None = None           # the radiopharmaceutical when the PET's header does not say it
 
 
 def assess_response(baseline: TimePoint, follow_up: TimePoint, reader: ReaderInputs | None = None, *,
@@ -44,11 +46,14 @@ def assess_response(baseline: TimePoint, follow_up: TimePoint, reader: ReaderInp
     references = {when: _references(points[when], reader, when, scales[when]) for when in WHEN}
     lesions = {when: {lesion["id"]: lesion for lesion in points[when].report["lesions"]} for when in WHEN}
     notes = [f"{when}: {scales[when].reason}" for when in WHEN if not scales[when].available]
+    tracer = reader.tracer or tracer_of(follow_up.pet) or tracer_of(baseline.pet)
+    if deauville.applies_to(tracer) is False:
+        notes.append(f"Deauville not scored: it is defined for FDG, and the PET's tracer is {tracer}")
     new_ids = [f for g in matching.of_kind("new") for f in g.follow_up_ids
                if f not in reader.not_lesions and lesions["follow_up"][f]["volume_ml"] >= reader.min_new_lesion_ml]
     categories = {"recist": _recist(matching, lesions, reader, baseline, new_ids),
                   "percist": _percist(lesions, references, reader, scales, new_ids, notes),
-                  "deauville": _deauville(lesions, references, new_ids)}
+                  "deauville": _deauville(lesions, references, new_ids, tracer)}
     return {"baseline": baseline.source, "follow_up": follow_up.source, "registration": registration.describe(),
             "references": {when: {k: (v.as_dict() if isinstance(v, ReferenceRegion) else v)
                                   for k, v in references[when].items()} for when in WHEN},
@@ -127,7 +132,10 @@ def _percist(lesions: dict, references: dict, reader: ReaderInputs, scales: dict
                           follow_up_blood_pool=refs["follow_up"]["blood_pool"], new_lesions=len(new_ids)).as_dict()
 
 
-def _deauville(lesions: dict, references: dict, new_ids: list) -> dict | None:
+def _deauville(lesions: dict, references: dict, new_ids: list, tracer: str | None) -> dict | None:
+    applies = deauville.applies_to(tracer)
+    if applies is False:
+        return None      # a scale for FDG: meaningless for PSMA and the other tracers
     liver, blood = references["follow_up"].get("liver"), references["follow_up"].get("blood_pool")
     if not isinstance(liver, ReferenceRegion) or not isinstance(blood, ReferenceRegion):
         return None
@@ -136,6 +144,8 @@ def _deauville(lesions: dict, references: dict, new_ids: list) -> dict | None:
     result = deauville.assess(hottest["baseline"], hottest["follow_up"], blood_pool_suv=blood.stats["suv_mean"],
                               liver_suv=liver.stats["suv_mean"], new_lesions=len(new_ids)).as_dict()
     result["notes"].append("the Deauville scale is defined for FDG PET in lymphoma")
+    if applies is None:
+        result["notes"].append("the PET does not name its tracer: read as FDG (give the tracer when it is another)")
     return result
 
 

@@ -61,6 +61,8 @@ def reader_from_dict(given: object, where: str = "reader"):
         for key in ("liver", "blood_pool"):
             given[key] = {when: (None if xyz is None else tuple(float(c) for c in xyz))
                           for when, xyz in (given.get(key) or {}).items() if when in ("baseline", "follow_up")}
+        if given.get("tracer") is not None and not isinstance(given["tracer"], str):
+            raise TypeError("tracer must be a name such as FDG or PSMA-11")
     except (TypeError, ValueError, AttributeError) as error:
         raise InputError(f"{where}: a value has the wrong type ({error}); see compare --help") from None
     return ReaderInputs(**given)

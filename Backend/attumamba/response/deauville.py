@@ -19,6 +19,14 @@ from __future__ import annotations
 from .assessment import Assessment, at_least, more_than, percent_change
 
 SYSTEM = "Deauville (Lugano 2014)"
+FDG_NAMES = ("fdg", "fluorodeoxyglucose", "fludeoxyglucose")
+
+
+def applies_to(tracer: str | None) -> bool | None:
+    """True for FDG, False for a named other tracer (PSMA, DOTATATE...), None when unknown."""
+    if not tracer:
+        return None
+    return any(name in tracer.lower() for name in FDG_NAMES)
 
 
 def score(residual_suv_max: float | None, blood_pool_suv: float, liver_suv: float, *, new_lesions: int = 0,
