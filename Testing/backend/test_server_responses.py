@@ -78,13 +78,30 @@ def test_missing_or_unfinished_inputs_are_refused_at_once(server, segmented):
     assert httpx.post(server.base_url.join("/v1/responses"), json=body(segmented)).status_code == 401
 
 
-def test_a_response_can_be_cancelled(server, segmented):
+def test_a_response_can_be_cancelled(server, segmented, monkeypatch):
+    """A cancel that arrives while the assessment works ends it as cancelled, with no response, and
+    frees its studies. The measuring step is held until the cancel is in, so the test cannot race."""
+    import threading
+
+    import attumamba.server.responses as responses
+
+    entered, release = threading.Event(), threading.Event()
+    real = responses.measured
+
+    def held(*args, **kwargs):
+        entered.set()
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(responses, "measured", held)
     response_id = server.post("/v1/responses", json=body(segmented)).json()["response_id"]
+    assert entered.wait(30), "the assessment never started"
+    assert server.get(f"/v1/responses/{response_id}").json()["state"] == "running"
     assert server.delete(f"/v1/responses/{response_id}").status_code == 200
+    release.set()
     status = wait_response(server, response_id)
-    assert status["state"] in ("cancelled", "done")   # done only if it finished before the cancel arrived
-    if status["state"] == "cancelled":
-        assert status["response"] is None
+    assert status["state"] == "cancelled" and status["response"] is None
+    monkeypatch.setattr(responses, "measured", real)
     # the studies were unpinned: the next assessment runs
     again = server.post("/v1/responses", json=body(segmented, deformable=False)).json()["response_id"]
     assert wait_response(server, again)["state"] == "done"
