@@ -8,11 +8,8 @@ testable on slicer-core) or in the backend process (torch, models), which Slicer
 """
 
 import importlib
-import importlib.util
 import os
-import shutil
 import sys
-import tempfile
 import unittest
 from typing import Annotated
 
@@ -20,6 +17,8 @@ import qt
 import slicer
 import vtk
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -61,17 +60,17 @@ def unloadLibrary():
 class AttUMambaSeg(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "AttUMambaSeg"
-        self.parent.categories = ["Segmentation"]
+        self.parent.title = _("AttUMambaSeg")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = ["Segmentations", "Markups", "Tables", "SubjectHierarchy"]
         self.parent.contributors = ["AttUMambaSeg Team (AttUMambaSeg open-source project)"]
-        self.parent.helpText = (
+        self.parent.helpText = _(
             "Segments lesions in whole-body PET/CT with Mamba-based U-Nets and reports per-lesion volume, "
             "SUV/SUL statistics and RECIST axes; compares a baseline with a follow-up (RECIST 1.1, PERCIST 1.0, "
             "Deauville). The models run in a separate backend process. "
-            f'See the <a href="{DOCUMENTATION_URL}">documentation</a> for setting up the backend and using the module.'
-        )
-        self.parent.acknowledgementText = (
+            'See the <a href="{url}">documentation</a> for setting up the backend and using the module.'
+        ).format(url=DOCUMENTATION_URL)
+        self.parent.acknowledgementText = _(
             "Models follow Att-UMamba, U-Mamba, LightM-UNet, Mamba-AHNet and MPU-Net; training uses nnU-Net v2. "
             "Licensed under the Apache License 2.0."
         )
@@ -336,32 +335,21 @@ class AttUMambaSegTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_logic_package_is_ours()
-        self.setUp()
-        self.test_inputs_are_preselected()
-        self.setUp()
-        try:
-            self.test_segment_synthetic_study()
-        except unittest.SkipTest as reason:
-            self.delayDisplay(f"Skipped the segmentation test: {reason}")
+        for test in (self.test_logic_package_is_ours, self.test_inputs_are_preselected,
+                     self.test_segment_synthetic_study, self.test_widget):
+            self.setUp()
+            try:
+                test()
+            except unittest.SkipTest as reason:
+                self.delayDisplay(f"Skipped {test.__name__}: {reason}")
 
     def test_logic_package_is_ours(self):
         package = AttUMambaSegLogic().package
         self.assertEqual(package.PACKAGE_ID, "AttUMambaSegLib.logic")
         self.assertTrue(package.__file__.startswith(os.path.dirname(os.path.abspath(__file__))))
 
-    def loadSyntheticStudy(self):
-        """The synthetic CT and PET (one hot sphere) as volume nodes named as a user would have them."""
-        folder = tempfile.mkdtemp(prefix="attumamba-selftest-")
-        try:
-            paths = logicModule("sample").write_synthetic_study(folder)
-            return [slicer.util.loadVolume(str(paths[name]), {"name": name, "show": False}) for name in ("CT", "PET")]
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-
     def test_inputs_are_preselected(self):
-        ct, pet = self.loadSyntheticStudy()
+        ct, pet = logicModule("sample").add_synthetic_study(slicer.mrmlScene)  # named as a user's files
         self.assertEqual(AttUMambaSegLogic().preselectInputs(), (ct, pet))
         slicer.util.selectModule("AttUMambaSeg")
         slicer.app.processEvents()
@@ -374,7 +362,7 @@ class AttUMambaSegTest(ScriptedLoadableModuleTest):
         if not url:
             self.skipTest("no backend: set ATTUMAMBA_TEST_URL and ATTUMAMBA_TEST_TOKEN to a running "
                           "'attumamba-seg serve' before starting Slicer")
-        ct, pet = self.loadSyntheticStudy()
+        ct, pet = logicModule("sample").add_synthetic_study(slicer.mrmlScene)
         logic = AttUMambaSegLogic()
         logic.connect(url, os.environ.get("ATTUMAMBA_TEST_TOKEN", ""))
         model = os.environ.get("ATTUMAMBA_TEST_MODEL", "")
@@ -398,3 +386,11 @@ class AttUMambaSegTest(ScriptedLoadableModuleTest):
         self.assertIsNot(again.segmentation, result.segmentation)
         self.assertEqual(result.segmentation.GetSegmentation().GetNumberOfSegments(), len(lesions))
         self.delayDisplay("Test passed")
+
+    def test_widget(self):
+        """Testing/Python's widget test, from a source tree (an installed extension does not ship it)."""
+        folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Testing", "Python")
+        if not os.path.isdir(folder):
+            self.skipTest("the widget test is in the source tree only (Testing/Python)")
+        suite = unittest.defaultTestLoader.discover(folder, pattern="*WidgetTest.py", top_level_dir=folder)
+        self.assertTrue(unittest.TextTestRunner(verbosity=2).run(suite).wasSuccessful())

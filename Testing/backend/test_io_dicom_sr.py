@@ -194,6 +194,24 @@ def test_bad_references_are_refused_with_what_is_wrong(study, change, message):
         series_from_references(references)
 
 
+@pytest.mark.parametrize("given", [2.5, 2, [2.5], [2]])
+def test_slice_thickness_is_taken_as_a_number_or_a_list_of_one(study, given):
+    references = references_of(study[0])
+    references["ct"]["SliceThickness"] = given
+    ct_series, _ = series_from_references(references)
+    assert {float(header.SliceThickness) for header in ct_series.headers} == {float(given[0] if isinstance(given, list)
+                                                                                     else given)}
+
+
+@pytest.mark.parametrize("given", [[2.5, 2.5], [], "2.5", ["2.5"], 0, -1.0, True, [float("nan")], None, {"mm": 2.5}])
+def test_any_other_slice_thickness_is_refused_with_what_to_give(study, given):
+    references = references_of(study[0])
+    references["ct"]["SliceThickness"] = given
+    with pytest.raises(InputError, match=r"references\.ct\.SliceThickness must be a positive number of mm \(or a "
+                                         r"list of one\), not .*leave it out"):
+        series_from_references(references)
+
+
 def test_references_off_the_labelmap_grid_are_refused(tmp_path, study):
     ct_dir, _, ct, instances, report = study
     references = references_of(ct_dir)

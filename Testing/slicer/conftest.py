@@ -16,6 +16,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # mrml_helpers
 sys.path.insert(0, str(REPO / "AttUMambaSeg"))  # as Slicer puts every scripted module's folder on sys.path
 
 
+def _stub_translations() -> None:
+    """``slicer.i18n`` as the Slicer app has it (bare slicer-core lacks it): no translator installed,
+    so every string is its English source."""
+    if "slicer.i18n" in sys.modules:
+        return
+    i18n = types.ModuleType("slicer.i18n")
+    i18n.tr = lambda text: text
+    i18n.translate = lambda context, text: text
+    sys.modules["slicer.i18n"] = i18n
+
+
+_stub_translations()
+
+
 @pytest.fixture(scope="session")
 def logic():
     from mrml_helpers import load_logic

@@ -30,7 +30,10 @@ def headless_scene():
 
     Bare slicer-core has no application: without the segmentations logic a segmentation cannot
     make its binary labelmap, without the subject hierarchy logic nodes get no items, and without
-    the markups logic the scene does not know markups classes.
+    the markups logic the scene does not know markups classes. The application logic makes the
+    selection and interaction singletons (the active place node, the mouse mode) and holds its
+    module logics only weakly, so the scene keeps them: as in Slicer, the markups logic then makes
+    every markups node added outside a batch the active place node.
     """
     scene = slicer.vtkMRMLScene()
     application = slicer.vtkSlicerApplicationLogic()
@@ -46,6 +49,7 @@ def headless_scene():
         module_logic.SetMRMLApplicationLogic(application)
         application.SetModuleLogic(name, module_logic)
     scene._application_logic = application  # keep the logics alive as long as the scene
+    scene._module_logics = logics  # the application's references to them are weak
     return scene
 
 

@@ -50,8 +50,13 @@ def _text(node, constants):
         return [_text(v, constants) for v in node.elts]
     if isinstance(node, ast.BinOp):
         return _text(node.left, constants) + _text(node.right, constants)
-    if isinstance(node, ast.Call) and node.args:   # a translation call: _("...")
-        return _text(node.args[0], constants)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+        values = {k.arg: _text(k.value, constants) for k in node.keywords}
+        return _text(node.func.value, constants).format(**values)
+    if isinstance(node, ast.Name):
+        return constants[node.id]
+    if isinstance(node, ast.Call) and node.args:   # a translation: _("...") or translate("context", "...")
+        return _text(node.args[-1], constants)
     return ast.literal_eval(node)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib
 import time
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,7 +197,7 @@ def test_opening_in_the_background_never_waits(finished, backend, scene):
     assert opening.error is None, opening.error
     assert max(durations[:-1], default=0.0) < 0.1  # only the last step makes nodes
     assert opening.result.ct.GetName() == "beta CT" and opening.result.result.report["lesions"]
-    assert not Path(opening._folder).exists()
+    assert not opening._folder.exists(), "the folder outlived the step that made the nodes"
 
 
 def test_a_study_without_results_cannot_be_opened_and_nothing_is_added(finished, backend, scene):
@@ -212,6 +211,25 @@ def test_a_study_without_results_cannot_be_opened_and_nothing_is_added(finished,
     while opening.step():
         time.sleep(0.01)
     assert isinstance(opening.error, client_module.BackendError) and opening.result is None
+    assert scene.GetNumberOfNodes() == nodes
+    assert not opening._folder.exists(), "the failed opening left its folder"
+
+
+def test_a_cancelled_opening_adds_nothing_and_removes_its_files(finished, backend, scene):
+    run = finished[0]
+    nodes = scene.GetNumberOfNodes()
+    opening = _module("batch").StudyOpening(backend[0], run.batch_id, "beta", scene)
+    deadline = time.monotonic() + 60
+    while not isinstance(opening._pending, _module("transfers").Transfer):  # the files are on their way
+        assert opening.step() and time.monotonic() < deadline, opening.message
+        time.sleep(0.01)
+    transfer = opening._pending
+    opening.cancel()
+    assert transfer.wait_ended(2.0), "the transfer helper outlived the cancel"
+    while opening._folder.exists():
+        assert time.monotonic() < deadline, "the cancelled opening left its folder"
+        time.sleep(0.02)
+    assert not opening.step() and opening.state == "cancelled" and opening.result is None
     assert scene.GetNumberOfNodes() == nodes
 
 

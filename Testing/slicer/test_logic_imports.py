@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 LOGIC_DIR = Path(__file__).resolve().parents[2] / "AttUMambaSeg" / "AttUMambaSegLib" / "logic"
-ALLOWED_THIRD_PARTY = {"numpy", "SimpleITK", "vtk", "slicer"}
+ALLOWED_THIRD_PARTY = {"numpy", "SimpleITK", "vtk", "slicer", "pydicom"}  # pydicom: Slicer ships it (DICOMLib uses it)
 FORBIDDEN_SLICER_ATTRIBUTES = {"util", "mrmlScene", "modules", "app", "qMRMLUtils"}
 MAX_LINES = 300
 
@@ -55,3 +55,23 @@ def test_logic_never_reaches_for_the_application_scene_or_gui(path):
 @pytest.mark.parametrize("path", _logic_files(), ids=lambda p: p.name)
 def test_logic_modules_stay_small(path):
     assert len(path.read_text().splitlines()) < MAX_LINES
+
+
+def _private_client_calls(tree: ast.AST) -> list[str]:
+    """``client._x`` or ``self.client._x``: a backend call made past :class:`BackendClient`'s public methods."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            owner = node.value
+            name = owner.id if isinstance(owner, ast.Name) else owner.attr if isinstance(owner, ast.Attribute) else ""
+            if name == "client":
+                found.append(f"client.{node.attr} (line {node.lineno})")
+    return found
+
+
+@pytest.mark.parametrize("path", [p for p in _logic_files() if p.name not in ("client.py", "forms.py")],
+                         ids=lambda p: p.name)
+def test_backend_calls_go_through_the_clients_public_methods_and_its_one_form_builder(path):
+    text = path.read_text()
+    assert _private_client_calls(ast.parse(text)) == [], f"{path.name}: add a BackendClient method instead"
+    assert "multipart/form-data" not in text, f"{path.name} builds a form of its own; use the client's (forms.py)"

@@ -21,7 +21,7 @@ def test_rows_follow_the_table_node(handmade, scene, logic):
     view = _module("lesion_view")
     rows = view.lesion_rows(result.report)
     headers = view.headers()
-    assert headers[:3] == ["Lesion", "Segment", "Volume (mL)"] and "Long axis (mm)" in headers
+    assert headers[:3] == ["Lesion", "Segment", "Volume\n(mL)"] and "Long axis\n(mm)" in headers
     assert len(view.header_tooltips()) == len(headers)
     table = _module("tables").table_rows(result.table)
     assert [row.lesion_id for row in rows] == [int(r["lesion"]) for r in table] == [1, 2, 3]

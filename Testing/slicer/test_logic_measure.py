@@ -6,6 +6,7 @@ import importlib
 import math
 import threading
 import time
+import types
 
 import numpy as np
 import pytest
@@ -135,59 +136,71 @@ def test_a_failed_refresh_removes_the_lines_it_made(handmade_result, scene, clie
     assert all(line.GetScene() is scene for line in handmade_result.lines.values())
 
 
-class GatedClient:
-    """The real client whose measurement waits until the test opens the gate: a slow backend."""
+@pytest.fixture
+def slow_backend(monkeypatch):
+    """The backend's measuring waits until the test opens ``gate``: a slow backend (``calls``: how many began)."""
+    import attumamba.server.app as app
 
-    def __init__(self, client):
-        self.client, self.gate, self.calls = client, threading.Event(), 0
+    slow = types.SimpleNamespace(gate=threading.Event(), calls=0)
+    measure = app.analyze
 
-    def __getattr__(self, name):
-        return getattr(self.client, name)
+    def gated(*args, **kwargs):
+        slow.calls += 1
+        assert slow.gate.wait(60), "the test never opened the gate"
+        return measure(*args, **kwargs)
 
-    def measure(self, *args, **kwargs):
-        self.calls += 1
-        assert self.gate.wait(60), "the test never opened the gate"
-        return self.client.measure(*args, **kwargs)
+    monkeypatch.setattr(app, "analyze", gated)
+    yield slow
+    slow.gate.set()
 
 
 def _erase_half_of_lesion_1(result) -> None:
     edit_segment(result.segmentation, "Lesion 1", lambda voxels, extent: voxels[:, :, 11 - extent[0]:].fill(0))
 
 
-def test_measuring_keeps_the_gui_free_and_refreshes_when_the_backend_answers(handmade_result, client):
-    rows_before = _rows(handmade_result)
-    _erase_half_of_lesion_1(handmade_result)
-    gated = GatedClient(client)
-    measuring = _module("measure").Measuring(gated, handmade_result.segmentation)
-    for _ in range(5):  # as the module's timer steps it while the backend works
+def _step_until_the_backend_measures(measuring, slow) -> None:
+    """Step as the module's timer does until the labelmap reached the waiting backend; no step may wait."""
+    deadline = time.monotonic() + 60
+    steps = 0
+    while slow.calls == 0 or steps < 5:
         started = time.monotonic()
         assert measuring.step()
         assert time.monotonic() - started < 0.5
+        assert time.monotonic() < deadline, "the labelmap never reached the backend"
+        steps += 1
         time.sleep(0.05)
-    assert gated.calls == 1 and _rows(handmade_result) == rows_before  # nothing refreshed yet
 
-    gated.gate.set()
+
+def test_measuring_keeps_the_gui_free_and_refreshes_when_the_backend_answers(handmade_result, client, slow_backend):
+    rows_before = _rows(handmade_result)
+    _erase_half_of_lesion_1(handmade_result)
+    measuring = _module("measure").Measuring(client, handmade_result.segmentation)
+    _step_until_the_backend_measures(measuring, slow_backend)
+    assert slow_backend.calls == 1 and _rows(handmade_result) == rows_before  # nothing refreshed yet
+
+    slow_backend.gate.set()
     result = measuring.wait()
     assert not measuring.step() and measuring.error is None
     assert math.isclose(_rows(result)[1]["volume_ml"], 6 * 8 * 6 * VOXEL_ML)
     assert _rows(result)[1]["volume_ml"] < rows_before[1]["volume_ml"]
 
 
-def test_a_cancelled_measuring_changes_no_node(handmade_result, client):
+def test_a_cancelled_measuring_changes_no_node(handmade_result, client, slow_backend):
     rows_before = _rows(handmade_result)
     ends_before = {key: _module("axes").ends_ras(line) for key, line in handmade_result.lines.items()}
     _erase_half_of_lesion_1(handmade_result)
-    gated = GatedClient(client)
-    measuring = _module("measure").Measuring(gated, handmade_result.segmentation)
+    measuring = _module("measure").Measuring(client, handmade_result.segmentation)
     folder = measuring._folder
-    assert measuring.step()
+    _step_until_the_backend_measures(measuring, slow_backend)
+    transfer = measuring._pending
     measuring.cancel()
-    gated.gate.set()  # the backend answers after all
-    deadline = time.monotonic() + 60
-    while folder.exists():  # the worker cleans up once its request is done
-        assert time.monotonic() < deadline, "the cancelled request left its files"
+    assert transfer.wait_ended(2.0), "the transfer helper outlived the cancel"
+    slow_backend.gate.set()  # the backend answers after all, to no one
+    deadline = time.monotonic() + 30
+    while folder.exists():
+        assert time.monotonic() < deadline, "the cancelled measuring left its files"
         time.sleep(0.05)
-    assert not measuring.step()
+    assert not measuring.step() and measuring.cancelled
     with pytest.raises(_module("run").RunCancelled, match="unchanged"):
         measuring.wait()
     assert _rows(handmade_result) == rows_before

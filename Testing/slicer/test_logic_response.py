@@ -82,6 +82,21 @@ def test_a_response_from_two_results_is_built_into_the_scene(handmade_result, fo
     assert _module("response_scene").ResponseResult.of(result.table).response == response
 
 
+def test_building_a_response_is_one_batch_that_keeps_the_users_place_node(handmade_result, follow_up_result,
+                                                                          client, scene):
+    from scene_watch import SceneWatch
+
+    watch = SceneWatch(scene)   # the user's own markups list is active, the mouse in "ViewTransform"
+    try:
+        result = _assess(client, handmade_result, follow_up_result, reader=_first_reader()).wait()
+        assert len(result.references) == 4 and (watch.batches_started, watch.batches_ended) == (1, 1)
+        assert [cls for cls, _ in watch.added].count("vtkMRMLMarkupsROINode") == 4
+        assert all(inside for _, inside in watch.added), "a node was added outside the batch"
+        assert watch.users_choices_kept()
+    finally:
+        watch.close()
+
+
 def test_a_dragged_reference_and_an_unchecked_target_reassess(handmade_result, follow_up_result, client, scene):
     scene_ = _module("response_scene")
     reader_ = _module("response_reader")

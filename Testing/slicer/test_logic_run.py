@@ -41,6 +41,8 @@ def test_a_run_makes_the_lesion_nodes_and_reports_progress(client, study_nodes, 
     assert list(dict.fromkeys(stages)) == ["export", "upload", "submit", "segment", "download", "build", "done"]
     progress = [value for _, value, _ in seen]
     assert progress == sorted(progress) and progress[-1] == 1.0
+    shares = {stage: value for stage, value, message in seen if message.endswith("(100%)")}  # files in a helper
+    assert shares == {"upload": _module("run").STAGE_START["submit"], "download": _module("run").STAGE_START["build"]}
 
     result = run.result
     assert result.segmentation.GetSegmentation().GetNumberOfSegments() == 1  # the biased model: all lesion

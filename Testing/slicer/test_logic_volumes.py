@@ -99,3 +99,23 @@ def test_a_vector_volume_is_refused(scene, tmp_path, logic):
     with pytest.raises(ValueError, match="3 components"):
         _module("volumes").write_volume(node, tmp_path / "rgb.nrrd")
     assert isinstance(node, slicer.vtkMRMLScalarVolumeNode)
+
+
+def test_a_volume_file_becomes_a_node_under_its_study_and_goes_with_a_discard(oblique, scene, logic):
+    """One function adds a volume from a file, for opening a batch study and for loading the sample."""
+    volumes, hierarchy = _module("volumes"), _module("hierarchy")
+    image, path = oblique
+    created = hierarchy.CreatedNodes(scene)
+    study = created.add_study("Study A")
+    node = volumes.add_volume_file(created, path, "Study A CT", study)
+    assert node.GetName() == "Study A CT" and node.GetDisplayNode() is not None
+    assert hierarchy.study_item(scene, node) == study
+    array, ijk_to_ras = volumes.volume_array(node)
+    assert np.array_equal(array, sitk.GetArrayFromImage(image))
+    origin, spacing, direction = _module("geometry").lps_from_ijk_to_ras(ijk_to_ras)
+    assert np.allclose(origin, image.GetOrigin()) and np.allclose(spacing, image.GetSpacing())
+    assert np.allclose(direction, image.GetDirection())
+    created.discard()
+    assert node.GetScene() is None
+    for user in ("batch", "sample"):  # no copy of it elsewhere
+        assert _module(user).add_volume_file is volumes.add_volume_file

@@ -20,6 +20,9 @@ UI_FILE = MODULE_DIR / "Resources" / "UI" / "AttUMambaSeg.ui"
 MODULE_FILE = MODULE_DIR / "AttUMambaSeg.py"
 #: The Qt side: the module file and its Qt helpers (the logic package has its own checks in test_logic_imports.py).
 GUI_FILES = [MODULE_FILE, *sorted((MODULE_DIR / "AttUMambaSegLib" / "widgets").glob("*.py"))]
+#: The in-Slicer widget test: run by ctest and Reload and Test, never here, so checked statically.
+WIDGET_TEST_DIR = MODULE_DIR / "Testing" / "Python"
+WIDGET_TEST_FILES = sorted(WIDGET_TEST_DIR.glob("*.py"))
 GUI_MODULES = {"qt", "ctk", "vtk", "slicer"}  # what Slicer's embedded Python provides the GUI
 MAX_MODULE_FILE_LINES = 400
 
@@ -36,6 +39,8 @@ MEMBER_CLASSES: dict[str, set[str]] = {
                                      "setHorizontalHeaderLabels", "horizontalHeaderItem", "resizeColumnsToContents",
                                      "cellDoubleClicked", "itemSelectionChanged", "currentRow", "selectedItems")},
     "clicked": _BUTTONS,
+    "click": _BUTTONS,
+    "rowCount": {"QTableWidget"},
     "checked": _BUTTONS,
     "value": {"QProgressBar", "QSpinBox", "QDoubleSpinBox", "QSlider", "ctkSliderWidget"},
     "editingFinished": {"QLineEdit", "QSpinBox", "QDoubleSpinBox"},
@@ -58,10 +63,12 @@ def _cmake_listed_files() -> set[str]:
 
 
 def _module_files() -> set[str]:
+    """What the extension packages: everything but the CMake files and the tests under Testing/ (run, not shipped)."""
     return {
         path.relative_to(MODULE_DIR).as_posix()
         for path in MODULE_DIR.rglob("*")
         if path.is_file() and path.name != "CMakeLists.txt" and "__pycache__" not in path.parts
+        and path.relative_to(MODULE_DIR).parts[0] != "Testing"
     }
 
 
@@ -150,10 +157,10 @@ def test_the_token_is_typed_like_a_password():
 
 
 # --- Python use of the .ui -------------------------------------------------------------------------
-def _ui_member_uses() -> dict[str, set[str]]:
-    """``self.ui.<name>.<member>`` in the GUI files: members by widget name."""
+def _ui_member_uses(files: list[Path] = GUI_FILES) -> dict[str, set[str]]:
+    """``<...>.ui.<name>.<member>`` in ``files``: members by widget name."""
     uses: dict[str, set[str]] = {}
-    for path in GUI_FILES:
+    for path in files:
         for node in ast.walk(ast.parse(path.read_text())):
             if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
                     and isinstance(node.value.value, ast.Attribute) and node.value.value.attr == "ui"):
@@ -162,10 +169,15 @@ def _ui_member_uses() -> dict[str, set[str]]:
 
 
 def test_every_widget_has_the_class_its_use_needs():
-    widgets = _ui_widgets()
     uses = _ui_member_uses()
     assert {"ctSelector", "segmentButton", "lesionTableWidget", "backendPythonPathLineEdit", "batchTableWidget",
-            "batchInputPathLineEdit", "batchRunButton"} <= set(uses)
+            "batchInputPathLineEdit", "batchRunButton", "loadSampleButton", "exportDicomButton"} <= set(uses)
+    problems = _class_problems(uses)
+    assert not problems, "\n".join(problems)
+
+
+def _class_problems(uses: dict[str, set[str]]) -> list[str]:
+    widgets = _ui_widgets()
     problems = []
     for name, members in sorted(uses.items()):
         cls = widgets.get(name)
@@ -176,7 +188,40 @@ def test_every_widget_has_the_class_its_use_needs():
                 problems.append(f"{name}.{member}: unknown use; add it to MEMBER_CLASSES with the classes that have it")
             elif cls not in MEMBER_CLASSES[member]:
                 problems.append(f"{name} is a {cls} in the .ui, but .{member} needs one of {sorted(MEMBER_CLASSES[member])}")
+    return problems
+
+
+# --- the in-Slicer widget test (Testing/Python) ------------------------------------------------------
+def test_the_widget_test_uses_only_widgets_of_the_ui_with_the_classes_it_needs():
+    uses = _ui_member_uses(WIDGET_TEST_FILES)
+    assert {"loadSampleButton", "segmentButton", "updateMeasurementsButton", "exportButton", "exportDicomButton",
+            "lesionTableWidget", "ctSelector", "petSelector"} <= set(uses)
+    missing = set(uses) - set(_ui_widgets())
+    assert not missing, f"the widget test uses {sorted(missing)}, which {UI_FILE.name} does not have"
+    problems = _class_problems(uses)
     assert not problems, "\n".join(problems)
+
+
+def test_the_widget_test_is_registered_with_ctest():
+    assert WIDGET_TEST_FILES, "no in-Slicer widget test in AttUMambaSeg/Testing/Python"
+    registered = (WIDGET_TEST_DIR / "CMakeLists.txt").read_text()
+    for path in WIDGET_TEST_FILES:
+        assert f"slicer_add_python_unittest(SCRIPT ${{CMAKE_CURRENT_SOURCE_DIR}}/{path.name})" in registered
+    assert "add_subdirectory(Python)" in (MODULE_DIR / "Testing" / "CMakeLists.txt").read_text()
+    testing = re.search(r"if\(BUILD_TESTING\)(.*?)endif\(\)", (MODULE_DIR / "CMakeLists.txt").read_text(), re.S)
+    assert testing and "add_subdirectory(Testing)" in testing.group(1)
+
+
+@pytest.mark.parametrize("path", WIDGET_TEST_FILES, ids=lambda p: p.name)
+def test_the_widget_test_is_lint_clean(path):
+    """It never runs here: pyflakes finds its undefined names, unused imports and syntax errors."""
+    import io
+
+    from pyflakes.api import check
+    from pyflakes.reporter import Reporter
+
+    found = io.StringIO()
+    assert check(path.read_text(), str(path), Reporter(found, found)) == 0, found.getvalue()
 
 
 # --- the parameter node and connectGui ---------------------------------------------------------------
@@ -273,3 +318,53 @@ def test_gui_files_never_import_torch_or_the_backend(path):
 
 def test_module_file_stays_thin():
     assert len(MODULE_FILE.read_text().splitlines()) <= MAX_MODULE_FILE_LINES
+
+
+USER_TEXT_ATTRIBUTES = {"text", "toolTip", "placeholderText", "windowTitle", "title", "helpText", "acknowledgementText"}
+DIALOGS = {"errorDisplay", "confirmOkCancelDisplay", "confirmYesNoDisplay", "tryWithErrorDisplay", "infoDisplay",
+           "warningDisplay", "setText", "setToolTip"}
+
+
+def _untranslated(node) -> list:
+    """String literals (plain or f-strings) that reach the user without Slicer's translation function."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.strip():
+        return [node]
+    if isinstance(node, ast.JoinedStr):
+        return [node]
+    if isinstance(node, ast.IfExp):
+        return _untranslated(node.body) + _untranslated(node.orelse)
+    if isinstance(node, ast.BoolOp):
+        return [found for value in node.values for found in _untranslated(value)]
+    if isinstance(node, ast.BinOp):
+        return _untranslated(node.left) + _untranslated(node.right)
+    if isinstance(node, ast.Tuple):
+        return [found for value in node.elts for found in _untranslated(value)]
+    return []
+
+
+@pytest.mark.parametrize("path", GUI_FILES, ids=lambda p: p.relative_to(MODULE_DIR).as_posix())
+def test_user_facing_strings_go_through_slicers_translation(path):
+    """Labels, tooltips and dialogs are wrapped in ``_()`` (``slicer.i18n.tr``) so Slicer's language packs
+    can translate them; the self-test's messages are for developers and stay as they are."""
+    tree = ast.parse(path.read_text())
+    tests = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name.endswith("Test")]
+    in_test = {id(inner) for cls in tests for inner in ast.walk(cls)}
+    bad = []
+    for node in ast.walk(tree):
+        if id(node) in in_test:
+            continue
+        if isinstance(node, ast.Assign):
+            targets = node.targets[0].elts if isinstance(node.targets[0], ast.Tuple) else node.targets
+            values = node.value.elts if isinstance(node.targets[0], ast.Tuple) and isinstance(node.value, ast.Tuple) \
+                else [node.value] * len(targets)
+            for target, value in zip(targets, values):
+                if isinstance(target, ast.Attribute) and target.attr in USER_TEXT_ATTRIBUTES:
+                    bad += _untranslated(value)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+            if node.func.attr in DIALOGS:
+                bad += _untranslated(node.args[0])
+            bad += [found for k in node.keywords if k.arg == "windowTitle" for found in _untranslated(k.value)]
+    assert not bad, "untranslated user-facing text: " + "; ".join(
+        f"line {n.lineno}: {ast.get_source_segment(path.read_text(), n)[:60]}" for n in bad)
+    if any(isinstance(n, ast.Call) and getattr(n.func, "id", None) == "_" for n in ast.walk(tree)):
+        assert "from slicer.i18n import tr as _" in path.read_text()

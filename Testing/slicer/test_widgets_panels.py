@@ -21,6 +21,7 @@ import SimpleITK as sitk
 from conftest import REPO, TOKEN
 
 USER_ROLE = 256
+ACTIONS_CONTEXT_MENU = 2
 
 
 class Signal:
@@ -68,11 +69,32 @@ class Item:
         return self.roles.get(role)
 
 
+class Action:
+    """A checkable QAction of a right-click menu; ``trigger()`` is the user's click on it."""
+
+    def __init__(self, text, parent=None):
+        self.text, self.checkable, self.checked, self.toggled = text, False, False, Signal()
+
+    def trigger(self):
+        self.checked = not self.checked
+        self.toggled.emit(self.checked)
+
+
 class Table(Widget):
     def __init__(self):
         super().__init__()
         self.cells, self.current, self.headers = [], -1, []
         self.itemSelectionChanged, self.cellDoubleClicked, self.cellClicked = Signal(), Signal(), Signal()
+        self.contextMenuPolicy, self.menu, self.hidden = None, [], set()
+
+    def addAction(self, action):
+        self.menu.append(action)
+
+    def setColumnHidden(self, column, hidden):
+        (self.hidden.add if hidden else self.hidden.discard)(column)
+
+    def isColumnHidden(self, column):
+        return column in self.hidden
 
     def clear(self):
         self.cells, self.current = [{} for _ in self.cells], -1
@@ -127,7 +149,8 @@ class Settings:
 def qt_stub():
     Settings.store = {}
     qt = types.ModuleType("qt")
-    qt.QTableWidgetItem, qt.QSettings, qt.Qt = Item, Settings, SimpleNamespace(UserRole=USER_ROLE)
+    qt.QTableWidgetItem, qt.QSettings, qt.QAction = Item, Settings, Action
+    qt.Qt = SimpleNamespace(UserRole=USER_ROLE, ActionsContextMenu=ACTIONS_CONTEXT_MENU)
     return qt
 
 
@@ -237,7 +260,7 @@ def test_the_batch_panel_runs_a_folder_and_opens_a_finished_study(widgets, ui, f
     ui.batchOpenButton.clicked.emit()
     assert ui.batchStatusLabel.text.startswith("Opening solo") and not ui.batchOpenButton.enabled
     _drive(panel)
-    assert ui.batchStatusLabel.text == "Opened solo: 1 lesion." and ui.batchOpenButton.enabled
+    assert ui.batchStatusLabel.text == "Opened solo: lesions found: 1." and ui.batchOpenButton.enabled
     assert (choices.ct.GetName(), choices.pet.GetName()) == ("solo CT", "solo PET")
     assert choices.result.GetName() == "solo lesions"
     assert dialogs.layers == [{"background": choices.ct, "foreground": choices.pet, "foregroundOpacity": 0.4,
@@ -325,3 +348,37 @@ def test_the_results_panel_remeasures_without_blocking_cancels_and_shows_errors(
     _drive(panel, timeout_s=60)
     assert ui.stageLabel.text == "Measuring failed." and len(dialogs.errors) == 1
     assert dialogs.errors[0].startswith("Could not update the measurements:") and ui.lesionTableWidget.rows() == after
+
+
+def test_the_results_panel_shows_the_primary_columns_and_the_clicked_lesions_labels(widgets, ui, facade,
+                                                                                   handmade_result, dialogs,
+                                                                                   monkeypatch):
+    import slicer
+
+    jumps = []
+    monkeypatch.setattr(slicer, "modules", SimpleNamespace(markups=SimpleNamespace(logic=lambda: SimpleNamespace(
+        JumpSlicesToLocation=lambda r, a, s, centred: jumps.append((r, a, s))))), raising=False)
+    node, table = handmade_result.segmentation, ui.lesionTableWidget
+    panel = widgets("results_panel").ResultsPanel(ui, facade, lambda: node, lambda: None, lambda: None)
+    panel.show(force=True)
+    titles = [header.text() for header in table.headers]
+    shown = [titles[c] for c in range(len(titles)) if not table.isColumnHidden(c)]
+    assert shown == ["Lesion", "Volume\n(mL)", "SUVmax\n(g/mL)", "SUVpeak\n(g/mL)", "Long axis\n(mm)",
+                     "Short axis\n(mm)"]
+    assert len(table.rows()) == 3 and all(len(row) == len(titles) for row in table.rows())  # every column filled
+    assert table.contextMenuPolicy == ACTIONS_CONTEXT_MENU and [a.text for a in table.menu] == \
+        [title.replace("\n", " ") for title in titles]
+    tlg = titles.index("TLG\n(g)")
+    table.menu[tlg].trigger()                      # the user ticks TLG in the right-click menu
+    assert not table.isColumnHidden(tlg)
+    panel.show(force=True)
+    assert not table.isColumnHidden(tlg)           # and it stays shown when the table is filled again
+
+    def labelled():
+        lines = handmade_result.lines.items()
+        return sorted(key for key, line in lines if line.GetDisplayNode().GetPropertiesLabelVisibility())
+
+    assert labelled() == []
+    row = next(r for r in range(3) if table.item(r, 0).data(USER_ROLE) == 2)
+    table.cellClicked.emit(row, 3)
+    assert labelled() == [(2, "long"), (2, "short")] and len(jumps) == 1 and dialogs.errors == []

@@ -53,14 +53,25 @@ def backend_ui(ui):
     return ui
 
 
+#: Put before the transfer helper's bootstrap: gpu-box.test resolves to 127.0.0.1 in the helper too.
+RESOLVE_GPU_BOX = ("import socket; _resolve = socket.getaddrinfo; socket.getaddrinfo = lambda host, *a, **k: "
+                   "_resolve('127.0.0.1' if host == 'gpu-box.test' else host, *a, **k)")
+
+
 @pytest.fixture
 def gpu_box(monkeypatch, logic):
-    """A stand-in backend on loopback, reached as http://gpu-box.test:<port>; this session's consents emptied."""
+    """A stand-in backend on loopback, reached as http://gpu-box.test:<port>; this session's consents emptied.
+
+    The name resolves to loopback here and in the transfer helper process (which sends the volumes):
+    its bootstrap line starts with the same resolver. The consent is checked here, before the helper starts.
+    """
     transport = importlib.import_module("AttUMambaSegLib.logic.transport")
+    transfers = importlib.import_module("AttUMambaSegLib.logic.transfers")
     transport.CONSENT.forget()
     resolve = socket.getaddrinfo
     monkeypatch.setattr(socket, "getaddrinfo",
                         lambda host, *a, **k: resolve("127.0.0.1" if host == "gpu-box.test" else host, *a, **k))
+    monkeypatch.setattr(transfers, "BOOTSTRAP", f"{RESOLVE_GPU_BOX}; {transfers.BOOTSTRAP}")
     answers = {("GET", "/v1/health"): {"status": "ok", "version": "9.9", "devices": ["cpu"]},
                ("GET", "/v1/models"): [{"name": "tiny"}], ("POST", "/v1/studies"): {"study_id": "s1"},
                ("POST", "/v1/jobs"): {"job_id": "j1"},
@@ -103,9 +114,11 @@ def test_plain_http_to_another_computer_is_red_and_confirmed_before_volumes_go(
     assert segment.run is None and len(asked) == 1 and "unencrypted" in asked[0]
     assert [r.path for r in gpu_box.server.requests] == ["/v1/health", "/v1/models"]  # no volume went out
 
-    ui.segmentButton.clicked.emit()  # confirmed: the volumes go
+    ui.segmentButton.clicked.emit()  # confirmed: the volumes go, sent by the transfer helper
     _drive(segment)
-    assert ("POST", "/v1/studies") in [(r.method, r.path) for r in gpu_box.server.requests]
+    upload = [r for r in gpu_box.server.requests if (r.method, r.path) == ("POST", "/v1/studies")]
+    assert len(upload) == 1 and upload[0].headers["authorization"] == "Bearer remote-token"
+    assert upload[0].body_bytes > 2 * study_nodes[0].GetImageData().GetNumberOfPoints()  # the CT's voxels went
     assert dialogs.errors[-1].endswith("stand-in backend")  # the stand-in's job fails; the run ends cleanly
     ui.segmentButton.clicked.emit()  # the same backend in the same session: not asked again
     _drive(segment)

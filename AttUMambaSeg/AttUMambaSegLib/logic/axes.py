@@ -3,6 +3,8 @@
 Lines are locked because they are measurements, not inputs: moving one by hand would show a
 length that no longer matches the table. They are recomputed by re-measuring instead. The
 end points arrive in LPS from the backend and are converted once, in :mod:`geometry`.
+Their labels (name and length) are off: a whole-body study has dozens of lines, and their
+labels would cover the images; the lesion a user selects shows its own (:func:`show_label`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,14 @@ def _color(line, color: Sequence[float]) -> None:
         display.SetSelectedColor(*color)
         display.SetColor(*color)
         display.SetPointLabelsVisibility(False)
+    show_label(line, False)
+
+
+def show_label(line, visible: bool) -> None:
+    """Show or hide the line's label (its name and length); the line itself stays shown."""
+    display = line.GetDisplayNode()
+    if display is not None:
+        display.SetPropertiesLabelVisibility(bool(visible))
 
 
 def line_key(line) -> tuple[int, str] | None:

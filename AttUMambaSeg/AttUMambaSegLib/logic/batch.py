@@ -4,15 +4,14 @@ The backend does the work and writes the files, on its own machine (the folders 
 paths). :class:`BatchRun` starts, watches and cancels a batch: neither making one nor
 :meth:`BatchRun.poll`, called from a GUI timer, waits (its requests, the submission included,
 run on a daemon worker thread); scripts use :meth:`BatchRun.wait`. Opening a finished study
-downloads its CT, PET and labelmap (no MRML, any thread) and then makes the nodes in the
-caller's thread, the lesion nodes with :func:`results.build_result`, so the opened study
-re-measures as an interactive result does.
+(:class:`StudyOpening`) downloads its CT, PET and labelmap in a helper process (:mod:`.transfers`)
+and then makes the nodes in the caller's thread, the lesion nodes with :func:`results.build_result`,
+so the opened study re-measures as an interactive result does.
 A study that fails to open leaves the scene as it was.
 """
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from concurrent import futures
@@ -21,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .client import BackendClient, BackendError
-from .hierarchy import CreatedNodes, place
+from .hierarchy import CreatedNodes
 from .results import LesionResult, build_result
-from .run import RunCancelled
-from .volumes import read_image, set_volume_array
-from .workers import SerialWorker, in_background
+from .staged import RunCancelled, StagedWork
+from .volumes import add_volume_file
+from .workers import SerialWorker
 
 FINAL_STATES = ("done", "failed", "cancelled")
 OPENABLE_STATES = ("done", "kept")  # studies with results: segmented by this run or kept from an earlier one
@@ -189,23 +188,13 @@ class OpenedStudy:
     result: LesionResult
 
 
-def download_batch_study(client: BackendClient, batch_id: str, study_id: str, folder: str | Path) -> DownloadedStudy:
-    """Load a finished study into the backend's store and fetch its volumes and labelmap (no MRML: any thread)."""
-    folder = Path(folder)
-    opened = client.open_batch_study(batch_id, study_id)
-    for which in ("ct", "pet"):
-        client.download_volume(opened["study_id"], which, folder / f"{which}.nrrd")
-    client.download_batch_labelmap(batch_id, study_id, folder / "lesions.nrrd")
-    return DownloadedStudy(study_id, opened["study_id"], opened["report"], folder)
-
-
 def add_batch_study(scene, study: DownloadedStudy) -> OpenedStudy:
     """The nodes of a downloaded study, under a study item named after it; on failure none are left."""
     created = CreatedNodes(scene)
     try:
         parent = created.add_study(study.study_id)
-        ct = _add_volume(created, study.folder / "ct.nrrd", f"{study.study_id} CT", parent)
-        pet = _add_volume(created, study.folder / "pet.nrrd", f"{study.study_id} PET", parent)
+        ct = add_volume_file(created, study.folder / "ct.nrrd", f"{study.study_id} CT", parent)
+        pet = add_volume_file(created, study.folder / "pet.nrrd", f"{study.study_id} PET", parent)
         if scene.GetNodeByID(PET_COLOR_ID) is not None:
             pet.GetDisplayNode().SetAndObserveColorNodeID(PET_COLOR_ID)
         on_pet = str(study.report.get("options", {}).get("reference", "ct")).lower() == "pet"  # the batch's grid
@@ -223,43 +212,35 @@ def open_batch_study(client: BackendClient, batch_id: str, study_id: str, scene)
     return StudyOpening(client, batch_id, study_id, scene).wait()
 
 
-class StudyOpening:
-    """Opening a study from a GUI timer: the downloads on a worker thread, the nodes in :meth:`step`."""
+class StudyOpening(StagedWork):
+    """Opening a study from a GUI timer: the backend loads it (a request on the worker thread), its
+    files come down in a helper process, and :meth:`step` makes the nodes; ``result``: the :class:`OpenedStudy`."""
+
+    STAGE_START = {"open": 0.0, "download": 0.2, "build": 0.9}
+    WHAT = "opening the study"
+    CANCELLED = "cancelled; nothing was added"
 
     def __init__(self, client: BackendClient, batch_id: str, study_id: str, scene):
-        self.study_id, self.scene = study_id, scene
-        self.result: OpenedStudy | None = None
-        self.error: Exception | None = None
-        self._folder = tempfile.mkdtemp(prefix="attumamba-open-")
-        self._download = in_background(download_batch_study, client, batch_id, study_id, self._folder)
+        super().__init__("open", f"loading {study_id} on the backend", None, "attumamba-open")
+        self.client, self.batch_id, self.study_id, self.scene = client, batch_id, study_id, scene
+        self._folder = Path(tempfile.mkdtemp(prefix="attumamba-open-"))
+        self._opened: dict | None = None  # the backend's answer: the stored study's ID and its report
+        self._run(client.open_batch_study, batch_id, study_id)
 
-    def step(self) -> bool:
-        """True while downloading; then makes the nodes (or keeps the error) and returns False."""
-        if self.result is not None or self.error is not None:
-            return False
-        if not self._download.done():
-            return True
-        try:
-            self.result = add_batch_study(self.scene, self._download.result())
-        except Exception as error:  # noqa: BLE001 - shown to the user; nothing was left in the scene
-            self.error = error
-        finally:
-            shutil.rmtree(self._folder, ignore_errors=True)
-        return False
+    def _start_work(self) -> None:
+        if self.stage == "build":
+            study = DownloadedStudy(self.study_id, self._opened["study_id"], self._opened["report"], self._folder)
+            self.result = add_batch_study(self.scene, study)
+            self._finish("done", f"{len(study.report['lesions'])} lesions")
 
-    def wait(self) -> OpenedStudy:
-        """Finish in this thread (scripts): the opened study, or the error that stopped it."""
-        futures.wait([self._download])
-        self.step()
-        if self.error is not None:
-            raise self.error
-        return self.result
+    def _finished_work(self, future) -> None:
+        if self.stage == "open":
+            self._opened = future.result()
+            self._enter("download", "downloading the CT, PET and lesions")
+            self._transfer(*[("download_volume", self._opened["study_id"], which, self._folder / f"{which}.nrrd")
+                             for which in ("ct", "pet")],
+                           ("download_batch_labelmap", self.batch_id, self.study_id, self._folder / "lesions.nrrd"))
+        elif self.stage == "download":
+            future.result()
+            self._enter("build", "making the nodes")
 
-
-def _add_volume(created: CreatedNodes, path: Path, name: str, parent: int):
-    array, ijk_to_ras = read_image(path)
-    node = created.add_node("vtkMRMLScalarVolumeNode", name)
-    set_volume_array(node, array, ijk_to_ras)
-    node.CreateDefaultDisplayNodes()
-    place(created.scene, node, parent)
-    return node

@@ -2,7 +2,9 @@
 
 Every call has a timeout and turns whatever goes wrong into a :class:`BackendError` whose
 message says what to do: backend not running, wrong token, the backend's own ``{error, detail}``.
-Uploads are streamed from disk, never read whole into memory. Calls go straight to the backend
+Uploads are streamed from disk and downloads to disk, never held whole in memory; both report
+their bytes to ``on_transfer_progress``. In Slicer they run in a helper process
+(:mod:`.transfers`), where Slicer's GUI thread cannot slow them down. Calls go straight to the backend
 (no proxy, no redirect, verified TLS: see :mod:`.transport`), and volumes go over plain HTTP to
 another computer only once the user agreed to it for that backend in this session.
 """
@@ -17,10 +19,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import transport
+from .forms import multipart_form
 
 
 class BackendError(RuntimeError):
@@ -42,7 +46,9 @@ class BackendClient:
             self._opener = transport.direct_opener(ca_file)
         except transport.TransportError as error:
             raise BackendError(str(error)) from None
-        self.token, self.timeout = token.strip(), timeout
+        self.token, self.timeout, self.ca_file = token.strip(), timeout, str(ca_file or "").strip()
+        #: Called with (bytes so far, bytes in all; 0 when not known) as a file goes up or comes down.
+        self.on_transfer_progress: Callable[[int, int], None] | None = None
 
     @classmethod
     def from_token_file(cls, url: str, token_file: str | Path, timeout: float = 30.0) -> BackendClient:
@@ -121,6 +127,25 @@ class BackendClient:
         """A stored study's ``ct`` (HU) or ``pet`` (SUV) as a NRRD file."""
         return self._download(f"/v1/studies/{study_id}/volumes/{which}", target)
 
+    def export_dicom(self, study_id: str, labelmap_file: str | Path, references: dict, target: str | Path,
+                     model: str = "") -> Path:
+        """DICOM SEG + SR of a labelmap on a stored study (``POST /v1/studies/{id}/dicom``, ``references``: the
+        CT/PET series' as :mod:`.dicom_sources` reads them): the backend's zip of both, written to ``target``."""
+        form = self._form({"labelmap": Path(labelmap_file)}, {"references": json.dumps(references), "model": model})
+        return self._download(f"/v1/studies/{study_id}/dicom", target, form)
+
+    # --- sample studies (made on the backend by its synthetic generator) ------------------------
+    def request_sample(self, choices: dict) -> dict:
+        """Queue a synthetic study (``POST /v1/samples``: tracer, profile, seed): ``{sample_id, state, ...}``."""
+        return self._json("POST", "/v1/samples", choices)
+
+    def sample_status(self, sample_id: str) -> dict:
+        """``{state, progress, stage, message}``, and once done ``study``: the stored study's ID, grids and meta."""
+        return self._json("GET", f"/v1/samples/{sample_id}")
+
+    def cancel_sample(self, sample_id: str) -> dict:
+        return self._json("DELETE", f"/v1/samples/{sample_id}")
+
     # --- batches (folders on the backend's machine) -------------------------------------------
     def submit_batch(self, input_dir: str, output_dir: str, model: str | None = None, *, device: str | None = None,
                      tta: bool = False, resume: bool = False, options: dict | None = None) -> dict:
@@ -159,21 +184,34 @@ class BackendClient:
             time.sleep(poll_s)
 
     # --- plumbing --------------------------------------------------------------------------
-    def _require_private_channel(self) -> None:
+    def require_private_channel(self) -> None:
         """Volumes never travel in clear text to another computer unless the user agreed."""
         warning = self.plain_http_consent_needed()
         if warning:
             raise BackendError(f"volumes not sent: {warning} Or confirm sending them over plain HTTP when "
                                "the module asks (once per backend and session).")
 
-    def _download(self, path: str, target: str | Path) -> Path:
-        """GET ``path`` into ``target``, which appears only once complete."""
-        self._require_private_channel()
-        data = self._request("GET", path, timeout=max(self.timeout, 120.0))
+    def _download(self, path: str, target: str | Path, form: tuple | None = None) -> Path:
+        """The answer to ``path`` into ``target`` in 1 MiB pieces; ``target`` appears only once complete.
+
+        A GET, or with ``form`` (from :meth:`_form`) a POST of it whose answer is a file.
+        """
+        self.require_private_channel()
         target = Path(target)
         temporary = target.with_name(target.name + ".part")
-        temporary.write_bytes(data)
-        os.replace(temporary, target)
+        method, body, headers = ("GET", None, None) if form is None else ("POST", *form)
+        timeout = max(self.timeout, 120.0 if form is None else 600.0)
+        try:
+            with self._response(method, path, body, headers, timeout) as response, \
+                    temporary.open("wb") as handle:
+                total, done = int(response.headers.get("Content-Length") or 0), 0
+                while chunk := response.read(1 << 20):
+                    handle.write(chunk)
+                    done += len(chunk)
+                    self._progress(done, total)
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
         return target
 
     def _json(self, method: str, path: str, body: dict | None = None, timeout: float | None = None):
@@ -182,32 +220,37 @@ class BackendClient:
         return json.loads(self._request(method, path, data, headers, timeout))
 
     def _multipart(self, path: str, files: dict[str, Path], fields: dict[str, str]) -> dict:
-        self._require_private_channel()
+        """POST a form of ``fields`` and ``files`` (streamed from disk); the backend's JSON answer."""
+        body, headers = self._form(files, fields)
+        return json.loads(self._request("POST", path, body, headers, max(self.timeout, 600.0)))
+
+    def _form(self, files: dict[str, Path], fields: dict[str, str]) -> tuple[Iterator[bytes], dict[str, str]]:
+        """A multipart/form-data body that streams ``files`` from disk (with progress), and its headers."""
+        self.require_private_channel()
         for name, file in files.items():
             if not file.is_file():
                 raise BackendError(f"{name}: {file} is not a file")
-        boundary = uuid.uuid4().hex
-        parts: list = []
-        for name, value in fields.items():
-            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-        for name, file in files.items():
-            parts.append((f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{file.name}"\r\n'
-                          "Content-Type: application/octet-stream\r\n\r\n").encode())
-            parts.append(file)
-            parts.append(b"\r\n")
-        parts.append(f"--{boundary}--\r\n".encode())
-        length = sum(p.stat().st_size if isinstance(p, Path) else len(p) for p in parts)
-        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(length)}
-        return json.loads(self._request("POST", path, _stream(parts), headers, max(self.timeout, 600.0)))
+        return multipart_form(files, fields, self._progress)
+
+    def _progress(self, done: int, total: int) -> None:
+        if self.on_transfer_progress is not None:
+            self.on_transfer_progress(done, total)
 
     def _request(self, method: str, path: str, data=None, headers: dict | None = None,
                  timeout: float | None = None) -> bytes:
+        with self._response(method, path, data, headers, timeout) as response:
+            return response.read()
+
+    @contextmanager
+    def _response(self, method: str, path: str, data=None, headers: dict | None = None,
+                  timeout: float | None = None) -> Iterator:
+        """The backend's answer to read; what goes wrong, also while reading it, becomes a :class:`BackendError`."""
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=dict(headers or {}))
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
             with self._opener.open(request, timeout=timeout or self.timeout) as response:
-                return response.read()
+                yield response
         except urllib.error.HTTPError as error:
             if 300 <= error.code < 400:
                 raise BackendError(f"the backend at {self.url} answered with a redirect to "
@@ -231,17 +274,6 @@ class BackendClient:
 def _part(text: str) -> str:
     """A study ID as one URL path segment (IDs come from file names: spaces, '#', '/' stay in it)."""
     return urllib.parse.quote(text, safe="")
-
-
-def _stream(parts: list):
-    """A generator body for urllib: bytes as they are, files in 1 MiB chunks."""
-    for part in parts:
-        if isinstance(part, Path):
-            with part.open("rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    yield chunk
-        else:
-            yield part
 
 
 def _tls_message(url: str, error: ssl.SSLError) -> str:

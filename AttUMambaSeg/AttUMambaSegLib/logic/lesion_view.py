@@ -4,6 +4,10 @@ The columns are the lesion table node's (:data:`tables.LESION_COLUMNS`), so the 
 the table node never disagree on what a column holds. Where to look at a lesion is the middle
 of its RECIST long axis, which lies on the axial slice it was measured on, so centring the
 views there shows the lesion with its axis lines.
+
+The panel is narrow (about 400 px in Slicer's module panel), so it shows the primary columns
+(:data:`PANEL_COLUMNS`) and hides the others until the user asks for them; the table node and
+every export keep all columns.
 """
 
 from __future__ import annotations
@@ -20,6 +24,19 @@ from .tables import LESION_COLUMNS
 DECIMALS = {"mm": 1, "mL": 2, "g/mL": 2, "g": 1, "HU": 0}
 
 
+#: Shown in the panel by default: the lesion, its size, uptake (PERCIST's SUVpeak) and the RECIST axes.
+PANEL_COLUMNS = ("lesion", "volume_ml", "suv_max", "suv_peak", "long_axis_mm", "short_axis_mm")
+#: The panel's width budget and the estimate behind :func:`estimated_width_px`: a column is as wide
+#: as its longest header line or cell (numbers up to 3 digits before the point), at about 7 px a
+#: character in Slicer's default 9-10 pt UI font, plus 10 px of header margins and grid line; the
+#: vertical scroll bar and the frame add 21 px (the .ui hides the row-number header).
+PANEL_WIDTH_PX = 400
+CHAR_PX = 7
+COLUMN_MARGIN_PX = 10
+FIXED_PX = 17 + 4
+WIDEST_CELL = {"int": "999", "double": "123.45", "string": "Lesion 999"}  # per column kind
+
+
 @dataclass(frozen=True)
 class LesionRow:
     lesion_id: int
@@ -27,7 +44,23 @@ class LesionRow:
 
 
 def headers() -> list[str]:
-    return [f"{c.title} ({c.unit})" if c.unit else c.title for c in LESION_COLUMNS]
+    """Column headers in two lines, title over unit, so that a column is as narrow as its numbers."""
+    return [f"{c.title}\n({c.unit})" if c.unit else c.title for c in LESION_COLUMNS]
+
+
+def column_shown() -> list[bool]:
+    """Per column of :func:`headers`: shown in the panel by default (the others are a right-click away)."""
+    return [c.name in PANEL_COLUMNS for c in LESION_COLUMNS]
+
+
+def estimated_width_px(shown: list[bool]) -> int:
+    """The panel table's width with the ``shown`` columns, by the estimate documented at :data:`PANEL_WIDTH_PX`."""
+    width = FIXED_PX
+    for column, header, visible in zip(LESION_COLUMNS, headers(), shown):
+        if visible:
+            widest = max(len(text) for text in (*header.split("\n"), WIDEST_CELL[column.kind]))
+            width += widest * CHAR_PX + COLUMN_MARGIN_PX
+    return width
 
 
 def header_tooltips() -> list[str]:

@@ -2,7 +2,8 @@
 
 Stepped from the module's timer like :mod:`.run`: MRML is read (segments exported as labelmaps)
 and written (:mod:`.response_scene` builds the nodes) only in :meth:`ResponseAssessment.step`,
-the caller's thread; HTTP goes to one worker thread, and a step only looks whether it finished.
+the caller's thread; files go to and come from the backend in a helper process (:mod:`.transfers`),
+other requests to one worker thread, and a step only looks whether they finished.
 Each time point's segments go to the backend as a labelmap of the study the result was made
 from (its ``STUDY_ATTRIBUTE``); a study the backend lost is uploaded again from the result's CT
 and PET, written on their own grid (a follow-up shown under the registration's transform keeps
@@ -29,14 +30,6 @@ from .volumes import image_data_array, shifted, write_image
 
 #: Overall progress at the start of each stage; "assess" spans the backend's progress.
 STAGE_START = {"send": 0.0, "submit": 0.1, "assess": 0.12, "download": 0.92, "build": 0.96}
-
-
-class StudyLost(Exception):
-    """The backend no longer holds a time point's study; :class:`ResponseAssessment` uploads it again."""
-
-    def __init__(self, when: str):
-        super().__init__(when)
-        self.when = when
 
 
 class ResponseAssessment(StagedWork):
@@ -71,7 +64,10 @@ class ResponseAssessment(StagedWork):
         self.result: ResponseResult | None = None
         self.response_id: str | None = None
         self._studies = {when: node.GetAttribute(STUDY_ATTRIBUTE) or None for when, node in segmentations.items()}
-        self._sent: dict[str, dict] = {}
+        self._sent: dict[str, dict] = {}            # time point -> the backend's answer to its labelmap
+        self._volumes: dict[str, tuple[Path, Path]] = {}  # time points whose study is to be sent (again)
+        self._resent: set[str] = set()              # time points whose study was sent by this assessment
+        self._piece: tuple[str, str] | None = None  # (time point, "study" or "labelmap") on its way
         self._status: dict | None = None
         self._next_poll = 0.0
         self._folder = Path(tempfile.mkdtemp(prefix="attumamba-response-"))
@@ -83,11 +79,12 @@ class ResponseAssessment(StagedWork):
         except BaseException:
             self._close()
             raise
-        self._run(self._send, {})
 
     # --- stages ---------------------------------------------------------------------------------
     def _start_work(self) -> None:
-        if self.stage == "assess" and time.monotonic() >= self._next_poll:
+        if self.stage == "send":
+            self._send_next()
+        elif self.stage == "assess" and time.monotonic() >= self._next_poll:
             self._next_poll = time.monotonic() + self.poll_interval_s
             self._run(self.client.response, self.response_id)
         elif self.stage == "build":
@@ -102,16 +99,14 @@ class ResponseAssessment(StagedWork):
                                            for c in self._status["response"]["categories"].values() if c))
 
     def _finished_work(self, future: Future) -> None:
-        error = future.exception()
-        if isinstance(error, StudyLost):   # write that time point's CT and PET here (MRML), upload on the worker
-            volumes = self._write_volumes(error.when)
-            self._run(self._send, {error.when: volumes})
+        if self.stage == "send":
+            self._piece_sent(future)
+            if not self._send_next():
+                self._enter("submit", "starting the assessment")
+                self._run(self.client.submit_response, self._body())
             return
         value = future.result()
-        if self.stage == "send":
-            self._enter("submit", "starting the assessment")
-            self._run(self.client.submit_response, self._body())
-        elif self.stage == "submit":
+        if self.stage == "submit":
             self.response_id = value["response_id"]
             self._enter("assess", "queued")
         elif self.stage == "assess":
@@ -127,7 +122,7 @@ class ResponseAssessment(StagedWork):
                 self._enter("build", "making the table and the reference regions")
             else:
                 self._enter("download", "downloading the registration")
-                self._run(self.client.download_response_transform, self.response_id, self._folder / "transform.h5")
+                self._transfer(("download_response_transform", self.response_id, self._folder / "transform.h5"))
         elif state == "failed":
             raise BackendError(f"the response assessment failed: {status.get('message') or 'no reason given'}")
         elif state == "cancelled":
@@ -158,23 +153,37 @@ class ResponseAssessment(StagedWork):
         notes = self._status["response"]["registration"].get("notes") or []
         return "reused from an earlier assessment" in notes and self.previous is not None
 
-    # --- worker side (no MRML) --------------------------------------------------------------------
-    def _send(self, volumes: dict[str, tuple[Path, Path]]) -> None:
-        """Each time point's labelmap to the backend (uploading its study first when given its volumes)."""
+    # --- sending each time point (MRML only to write a lost study's volumes) -------------------------
+    def _send_next(self) -> bool:
+        """Start what a time point still needs: its study (when lost), then its labelmap; False once all is sent."""
         for when in WHEN:
-            if when in self._sent and when not in volumes:
-                continue
-            if when in volumes:
-                study = self.client.upload_study(*volumes[when], meta={"source": "AttUMambaSeg response"})
-                self._studies[when] = study["study_id"]
-            if not self._studies[when]:
-                raise StudyLost(when)
-            try:
-                self._sent[when] = self.client.send_labelmap(self._studies[when], self._labelmaps[when])
-            except BackendError as error:
-                if error.status == 404 and when not in volumes:
-                    raise StudyLost(when) from None
-                raise
+            if not self._studies[when] and when not in self._volumes:
+                self._volumes[when] = self._write_volumes(when)
+            if when in self._volumes:
+                self._piece = (when, "study")
+                self._transfer(("upload_study", *self._volumes[when], {"source": "AttUMambaSeg response"}))
+                return True
+            if when not in self._sent:
+                self._piece = (when, "labelmap")
+                self._transfer(("send_labelmap", self._studies[when], self._labelmaps[when]))
+                return True
+        return False
+
+    def _piece_sent(self, transfer) -> None:
+        when, what = self._piece
+        try:
+            value = transfer.result()
+        except BackendError as error:
+            if what == "labelmap" and error.status == 404 and when not in self._resent:
+                self._volumes[when] = self._write_volumes(when)  # the backend lost the study: send it once again
+                return
+            raise
+        if what == "study":
+            self._studies[when] = value["study_id"]
+            self._resent.add(when)
+            del self._volumes[when]
+        else:
+            self._sent[when] = value
 
     def _cancel_backend(self, pending: Future | None) -> None:
         response_id = self.response_id

@@ -18,12 +18,17 @@ from .lesion_view import lesion_focus_ras
 from .response_scene import KINDS, MOVED_MM, READER_PLACED_ATTRIBUTE, SET_CENTRE_ATTRIBUTE, WHEN, ResponseResult
 
 
-def reader_choices(result: ResponseResult, targets: list[int] | None = None) -> dict:
+def reader_choices(result: ResponseResult, targets: list[int] | None = None,
+                   lesion_info: dict[int, dict] | None = None) -> dict:
     """The reader's choices for the next assessment: ``targets`` (baseline ids; None keeps the last
-    choice) and every reference ROI the reader dragged or placed, as its centre in LPS."""
+    choice), ``lesion_info`` (baseline id -> organ and nodal status; None keeps the last), and every
+    reference ROI the reader dragged or placed, as its centre in LPS."""
     reader = dict(result.reader)
     if targets is not None:
         reader["targets"] = sorted(int(t) for t in targets)
+    if lesion_info is not None:
+        reader["lesion_info"] = {str(int(k)): {"organ": v.get("organ") or None, "nodal": bool(v.get("nodal"))}
+                                 for k, v in lesion_info.items()}
     for kind in KINDS:
         positions = dict(reader.get(kind) or {})
         for when in WHEN:

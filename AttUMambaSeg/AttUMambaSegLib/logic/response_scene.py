@@ -23,6 +23,7 @@ import vtk
 from .geometry import lps_to_ras
 from .hierarchy import CreatedNodes, place, remove_node, study_item
 from .results import CT_ROLE, PET_ROLE
+from .scene_batch import scene_batch
 from .segments import reference_geometry
 from .tables import Column, fill_table
 
@@ -49,6 +50,10 @@ RESPONSE_COLUMNS: tuple[Column, ...] = (
     Column("kind", "Kind", "", "string", lambda row: row["kind"], "matched, new, disappeared, split, merged, complex"),
     Column("target", "Target", "", "string", lambda row: "yes" if row["target"] else "",
            "a RECIST 1.1 target lesion"),
+    Column("organ", "Organ", "", "string", lambda row: row.get("organ") or "",
+           "the organ, a reader input (RECIST 1.1 takes at most 2 targets per organ)"),
+    Column("nodal", "Node", "", "string", lambda row: "yes" if row.get("nodal") else "",
+           "a lymph node, a reader input (measured by its short axis; normal below 10 mm)"),
     Column("baseline_ids", "Baseline lesions", "", "string", lambda row: " ".join(map(str, row["baseline_ids"]))),
     Column("follow_up_ids", "Follow-up lesions", "", "string", lambda row: " ".join(map(str, row["follow_up_ids"]))),
     *(Column(f"{when}_{key}", f"{title} {label}", unit, "double", _side(when, key))
@@ -101,10 +106,18 @@ class ResponseResult:
         return [int(t["baseline_id"]) for t in recist.get("targets", [])]
 
 
-def group_rows(response: dict) -> list[dict]:
-    """The response's lesion groups with a ``target`` flag (a baseline lesion of the group is a target)."""
-    targets = {int(t["baseline_id"]) for t in ((response.get("categories") or {}).get("recist") or {}).get("targets", [])}
-    return [{**row, "target": bool(targets & set(row["baseline_ids"]))} for row in response.get("lesions", [])]
+def group_rows(response: dict, reader: dict | None = None) -> list[dict]:
+    """The response's lesion groups with a ``target`` flag (a baseline lesion of the group is a target) and
+    the reader's ``organ`` and ``nodal`` for the group's first baseline lesion (else what the criteria used)."""
+    targets = {int(t["baseline_id"]): t for t in ((response.get("categories") or {}).get("recist") or {}).get("targets", [])}
+    info = {int(k): v for k, v in ((reader or {}).get("lesion_info") or {}).items()}
+    rows = []
+    for row in response.get("lesions", []):
+        first = row["baseline_ids"][0] if row["baseline_ids"] else None
+        given = info.get(first) or targets.get(first) or {}
+        rows.append({**row, "target": bool(set(targets) & set(row["baseline_ids"])),
+                     "organ": given.get("organ"), "nodal": bool(given.get("nodal", False))})
+    return rows
 
 
 def categories(response: dict) -> list[tuple[str, str, str]]:
@@ -123,18 +136,19 @@ def categories(response: dict) -> list[tuple[str, str, str]]:
 
 def build_response(scene, segmentations: dict, response: dict, reports: dict, reader: dict, response_id: str, *,
                    transform_file=None, previous: ResponseResult | None = None) -> ResponseResult:
-    """Make (or, given ``previous``, refresh in place) the nodes of an assessment."""
+    """Make (or, given ``previous``, refresh in place) the nodes of an assessment, in one batch of the scene
+    that keeps the user's active place node and mouse mode (the ROIs are markups nodes)."""
     created = CreatedNodes(scene)
     moved: list[tuple[object, str | None]] = []   # (node, its former parent transform ID)
-    try:
-        result = _build(scene, created, moved, segmentations, response, reports, reader, response_id,
-                        transform_file, previous)
-    except BaseException:
-        for node, parent in reversed(moved):
-            node.SetAndObserveTransformNodeID(parent)
-        created.discard()
-        raise
-    return result
+    with scene_batch(scene):
+        try:
+            return _build(scene, created, moved, segmentations, response, reports, reader, response_id,
+                          transform_file, previous)
+        except BaseException:
+            for node, parent in reversed(moved):
+                node.SetAndObserveTransformNodeID(parent)
+            created.discard()
+            raise
 
 
 def _build(scene, created, moved, segmentations, response, reports, reader, response_id, transform_file, previous):
@@ -165,7 +179,7 @@ def _build(scene, created, moved, segmentations, response, reports, reader, resp
         for when in WHEN:
             result.references[(kind, when)] = _place_reference(
                 scene, created, result, kind, when, response["references"][when][kind], segmentations[when])
-    fill_table(result.table, RESPONSE_COLUMNS, group_rows(response))
+    fill_table(result.table, RESPONSE_COLUMNS, group_rows(response, reader))
     table = result.table
     for when in WHEN:
         table.SetNodeReferenceID(SEGMENTATION_ROLE.format(when), segmentations[when].GetID())

@@ -6,6 +6,8 @@ work from the node alone (also after the scene is saved and loaded again).
 
 Never lose user work: each run makes a new segmentation unless ``replace`` names one, and a
 call that fails half-way removes every node it created (and puts back replaced segments).
+Never disturb the scene: a build or refresh is one batch of the scene that leaves the user's
+active place node and mouse mode as they were (:mod:`scene_batch`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import slicer
 
-from .axes import AXES, LINE_CLASS, line_key, set_axis
+from .axes import AXES, LINE_CLASS, line_key, set_axis, show_label
 from .hierarchy import CreatedNodes, parent_item, place, remove_node, study_item, subject_hierarchy
+from .scene_batch import scene_batch
 from .segments import label_values, lesion_segmentation, segment_ids
 from .tables import fill_lesion_table
 from .volumes import read_image
@@ -107,6 +110,11 @@ def build_result(scene, ct_node, labelmap_file: str | Path, report: dict, *, pet
         raise ValueError(f"the report names lesions {sorted(missing)} that the labelmap lacks; "
                          "download both from the same job")
     segments = lesion_segmentation(labels, ijk_to_ras)
+    with scene_batch(scene):
+        return _build(scene, ct_node, segments, report, pet_node, study_id, name, replace, reference_node)
+
+
+def _build(scene, ct_node, segments, report, pet_node, study_id, name, replace, reference_node) -> LesionResult:
     created = CreatedNodes(scene)
     backup = None
     target = replace
@@ -157,14 +165,16 @@ def refresh(result: LesionResult, report: dict, created: CreatedNodes | None = N
     made here are removed again if it fails (by the caller when it passes ``created``).
     """
     validate_report(report)
-    if created is not None:
-        return _refresh(result, report, created, folder_parent)
-    own = CreatedNodes(result.segmentation.GetScene())
-    try:
-        return _refresh(result, report, own, folder_parent)
-    except BaseException:
-        own.discard()
-        raise
+    scene = result.segmentation.GetScene()
+    with scene_batch(scene):
+        if created is not None:
+            return _refresh(result, report, created, folder_parent)
+        own = CreatedNodes(scene)
+        try:
+            return _refresh(result, report, own, folder_parent)
+        except BaseException:
+            own.discard()
+            raise
 
 
 def _refresh(result: LesionResult, report: dict, created: CreatedNodes, folder_parent: int | None) -> LesionResult:
@@ -207,6 +217,12 @@ def _refresh(result: LesionResult, report: dict, created: CreatedNodes, folder_p
         segmentation_node.AddNodeReferenceID(AXIS_ROLE, line.GetID())
     segmentation_node.SetAttribute(REPORT_ATTRIBUTE, json.dumps({**report, "lesions": lesions}))
     return result
+
+
+def show_lesion_labels(segmentation_node, lesion_id: int | None) -> None:
+    """Show the line labels of one lesion (the one selected in the table) and hide all others; None hides all."""
+    for (lesion, _axis), line in LesionResult.of(segmentation_node).lines.items():
+        show_label(line, lesion_id is not None and lesion == int(lesion_id))
 
 
 def _segment_name(segmentation, segment_id: str | None) -> str:

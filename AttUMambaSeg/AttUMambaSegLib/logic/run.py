@@ -1,8 +1,9 @@
 """One segmentation run as a small state machine: export -> upload -> submit -> segment -> download -> build.
 
-The GUI calls :meth:`SegmentationRun.step` from a timer, so a step never waits: network and
-disk work go to one worker thread (a daemon: quitting Slicer abandons it at once), and the step
-only looks whether it finished. MRML is touched only in :meth:`step` (the caller's thread):
+The GUI calls :meth:`SegmentationRun.step` from a timer, so a step never waits: the volumes go
+up and the labelmap comes down in a helper process (:mod:`.transfers`), other requests and disk
+work go to one worker thread (a daemon: quitting Slicer abandons it at once), and the step only
+looks whether they finished. MRML is touched only in :meth:`step` (the caller's thread):
 reading the volumes at the start and building the nodes at the end, which removes everything
 it made if it fails. A run that fails or is cancelled therefore leaves the scene as it was.
 Scripts use :meth:`wait`.
@@ -59,8 +60,8 @@ class SegmentationRun(StagedWork):
             volumes = [volume_array(node) for node in (self.ct_node, self.pet_node)]  # MRML: this thread
             self._run(self._write_volumes, volumes)
         elif self.stage == "upload":
-            self._run(self.client.upload_study, self._folder / "ct.nrrd", self._folder / "pet.nrrd",
-                      {"source": "AttUMambaSeg", "ct": self.ct_node.GetName(), "pet": self.pet_node.GetName()})
+            self._transfer(("upload_study", self._folder / "ct.nrrd", self._folder / "pet.nrrd",
+                            {"source": "AttUMambaSeg", "ct": self.ct_node.GetName(), "pet": self.pet_node.GetName()}))
         elif self.stage == "submit":
             self._run(lambda: self.client.submit(self.study_id, self.model, device=self.device, tta=self.tta,
                                                  options=self.options))
@@ -68,8 +69,8 @@ class SegmentationRun(StagedWork):
             if time.monotonic() >= self._next_poll:
                 self._next_poll = time.monotonic() + self.poll_interval_s
                 self._run(self.client.job, self.job_id)
-        elif self.stage == "download":
-            self._run(self._download)
+        elif self.stage == "download":  # the labelmap, then its report (the transfer's result)
+            self._transfer(("download_labelmap", self.job_id, self._folder / "lesions.nrrd"), ("lesions", self.job_id))
         elif self.stage == "build":
             self.result = build_result(self.scene, self.ct_node, self._folder / "lesions.nrrd", self._report,
                                        pet_node=self.pet_node, study_id=self.study_id, name=self.name,
@@ -114,10 +115,6 @@ class SegmentationRun(StagedWork):
     def _write_volumes(self, volumes) -> None:
         for (array, ijk_to_ras), name in zip(volumes, ("ct.nrrd", "pet.nrrd")):
             write_image(array, ijk_to_ras, self._folder / name, compress=False)
-
-    def _download(self) -> dict:
-        self.client.download_labelmap(self.job_id, self._folder / "lesions.nrrd")
-        return self.client.lesions(self.job_id)
 
     def _cancel_backend(self, pending: Future | None) -> None:
         job_id = self.job_id

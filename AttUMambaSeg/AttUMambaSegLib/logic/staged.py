@@ -1,8 +1,11 @@
-"""Work in stages stepped from the GUI's timer: what a segmentation run and a response assessment share.
+"""Work in stages stepped from the GUI's timer: what runs, assessments, re-measuring and opening a study share.
 
-:meth:`StagedWork.step` never waits: network and disk work go to one daemon worker thread and
-a step only looks whether it finished, then starts the next piece (:meth:`_start_work`) or takes
-its result (:meth:`_finished_work`). MRML is touched only in ``step`` (the caller's thread).
+:meth:`StagedWork.step` never waits: network and disk work go to one daemon worker thread, files
+to and from the backend to a helper process (:meth:`_transfer`, see :mod:`.transfers`: in Slicer
+a thread would crawl while the GUI holds the GIL), and a step only looks whether the piece
+finished, then starts the next one (:meth:`_start_work`) or takes its result (:meth:`_finished_work`);
+a transfer's progress moves the stage's share of the progress bar. MRML is touched only in
+``step`` (the caller's thread).
 Subclasses name their stages in ``STAGE_START`` (overall progress at the start of each), set
 ``self.stage`` to the first one, and say how to cancel on the backend (:meth:`_cancel_backend`).
 """
@@ -14,6 +17,7 @@ import time
 from concurrent.futures import Future
 from pathlib import Path
 
+from .transfers import Transfer
 from .workers import SerialWorker
 
 FINAL_STATES = ("done", "failed", "cancelled")
@@ -33,7 +37,8 @@ class StagedWork:
         self.on_progress = on_progress
         self.error: Exception | None = None
         self.result = None
-        self._pending: Future | None = None
+        self._pending: Future | Transfer | None = None
+        self._transfer_message, self._shown_fraction = "", 0.0  # of the transfer in flight
         self._folder: Path | None = None    # removed when the work ends
         self._worker = SerialWorker(worker_name)  # daemon: quitting never waits for it
 
@@ -47,7 +52,9 @@ class StagedWork:
             return False
         try:
             if self._pending is not None:
-                if not self._pending.done():
+                done = self._pending.done()
+                self._transfer_progress()
+                if not done:
                     return True
                 future, self._pending = self._pending, None
                 self._finished_work(future)
@@ -75,7 +82,12 @@ class StagedWork:
         """Stop now: the backend's part is cancelled in the background; no node changes."""
         if self.finished:
             return
-        self._worker.submit(self._cancel_backend, self._pending)
+        pending = self._pending
+        if isinstance(pending, Transfer):  # files on the way: the helper ends now, its files go after it
+            pending.cancel()
+            self._worker.submit(pending.wait_ended)
+            pending = None
+        self._worker.submit(self._cancel_backend, pending)
         self._finish("cancelled", self.CANCELLED)
 
     # --- for subclasses ---------------------------------------------------------------------------
@@ -91,6 +103,20 @@ class StagedWork:
     def _run(self, function, *args) -> None:
         self._pending = self._worker.submit(function, *args)
 
+    def _transfer(self, *calls: tuple) -> None:
+        """Calls of ``self.client`` that move files, ``(name, *arguments)`` each, made by a helper process."""
+        self._pending = Transfer(self.client, *calls)
+        self._transfer_message, self._shown_fraction = self.message, 0.0
+
+    def _transfer_progress(self) -> None:
+        """A transfer's progress as its share of the stage, and its percentage after the stage's message."""
+        fraction = self._pending.progress if isinstance(self._pending, Transfer) else 0.0
+        if fraction > self._shown_fraction and self.stage in self.STAGE_START:
+            self._shown_fraction = fraction
+            start = self.STAGE_START[self.stage]
+            end = min([value for value in self.STAGE_START.values() if value > start], default=1.0)
+            self._say(start + (end - start) * fraction, f"{self._transfer_message} ({100 * fraction:.0f}%)")
+
     def _enter(self, stage: str, message: str) -> None:
         self.stage = stage
         self._say(self.STAGE_START[stage], message)
@@ -104,11 +130,16 @@ class StagedWork:
         self.state, self.stage, self.error = state, state, error
         if state == "done":
             self.progress = 1.0
-        self._pending = None
-        self._close()
+        in_flight, self._pending = self._pending, None
+        self._close(files_in_use=in_flight is not None)
         self._say(self.progress, message)
 
-    def _close(self) -> None:
+    def _close(self, files_in_use: bool = False) -> None:
+        """Remove the folder: now when nothing works in it any more (so it is gone when ``step`` says the
+        work ended), else after the piece in flight (a cancel: the worker's call or the killed helper)."""
         if self._folder is not None:
-            self._worker.submit(shutil.rmtree, self._folder, True)  # after any work still queued
+            if files_in_use:
+                self._worker.submit(shutil.rmtree, self._folder, True)  # after the work queued before it
+            else:
+                shutil.rmtree(self._folder, ignore_errors=True)
         self._worker.shutdown(wait=False)

@@ -17,6 +17,7 @@ from vtk.util import numpy_support
 
 from .files import atomic_target
 from .geometry import from_vtk_matrix, ijk_to_ras_from_lps, lps_from_ijk_to_ras, to_vtk_matrix
+from .hierarchy import place
 
 
 def world_ijk_to_ras(volume_node) -> np.ndarray:
@@ -98,3 +99,18 @@ def read_image(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{path} is not a 3D scalar volume")
     return sitk.GetArrayFromImage(image), ijk_to_ras_from_lps(image.GetOrigin(), image.GetSpacing(),
                                                              image.GetDirection())
+
+
+def add_volume_file(created, path: str | Path, name: str, parent_item: int | None):
+    """A scalar volume node read from ``path``: :func:`add_volume` of the file's voxels."""
+    return add_volume(created, *read_image(path), name, parent_item)
+
+
+def add_volume(created, array: np.ndarray, ijk_to_ras: np.ndarray, name: str, parent_item: int | None):
+    """A scalar volume node of a (k, j, i) array on a RAS grid, named ``name``, under ``parent_item``;
+    recorded in ``created`` (a :class:`.hierarchy.CreatedNodes`, so a failure later in the call removes it)."""
+    node = created.add_node("vtkMRMLScalarVolumeNode", name)
+    set_volume_array(node, array, ijk_to_ras)
+    node.CreateDefaultDisplayNodes()
+    place(created.scene, node, parent_item)
+    return node

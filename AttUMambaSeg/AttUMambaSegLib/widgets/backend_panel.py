@@ -14,6 +14,7 @@ import html
 
 import qt
 import slicer
+from slicer.i18n import tr as _
 
 SETTINGS_GROUP = "AttUMambaSeg/"
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -36,8 +37,9 @@ def confirmPlainHttp(client):
     if not warning:
         return True
     if not slicer.util.confirmOkCancelDisplay(
-            f"{warning}\n\nSend the volumes over plain HTTP anyway? (Asked once per backend in this session.)",
-            windowTitle="Unencrypted connection"):
+            _("{warning}\n\nSend the volumes over plain HTTP anyway? (Asked once per backend in this session.)").format(
+                warning=warning),
+            windowTitle=_("Unencrypted connection")):
         return False
     client.consent_to_plain_http()
     return True
@@ -71,7 +73,7 @@ class BackendPanel:
         self.ui.testConnectionButton.clicked.connect(self.onTestConnection)
         self.ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
         self.onModeChanged()
-        self.setStatus("off", "not connected")
+        self.setStatus("off", _("not connected"))
         self.updateButtons()
 
     # --- status ----------------------------------------------------------------------------------
@@ -97,7 +99,7 @@ class BackendPanel:
         self.ui.testConnectionButton.enabled = self.check is None and not self.starting
 
     # --- user actions ------------------------------------------------------------------------------
-    def onModeChanged(self, _=None):
+    def onModeChanged(self, index=None):
         index = self.ui.backendModeComboBox.currentIndex  # not the argument: the signal is overloaded in Qt 5
         self.ui.managedBackendWidget.setVisible(index == MANAGED)
         self.ui.remoteBackendWidget.setVisible(index == REMOTE)
@@ -106,10 +108,11 @@ class BackendPanel:
     def onStart(self):
         parameterNode = self.parameterNode()
         device = parameterNode.device if parameterNode is not None else "auto"
-        with slicer.util.tryWithErrorDisplay("Could not start the backend.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Could not start the backend."), waitCursor=True):
             backend = self.logic.startBackend(self.ui.backendPythonPathLineEdit.currentPath, device=device)
             self.starting = True
-            self.setConnected(False, "busy", f"starting on {backend.url} (the first start can take a minute)")
+            self.setConnected(False, "busy", _("starting on {url} (the first start can take a minute)").format(
+                url=backend.url))
             self.wake()
 
     def onChooseBackendFolder(self):
@@ -128,25 +131,25 @@ class BackendPanel:
         self.logic.stopBackend()  # terminates; poll() sees it gone
         if backend is not None and not backend.ended():
             self.stopping = backend
-            self.setConnected(False, "busy", "stopping ...")
+            self.setConnected(False, "busy", _("stopping ..."))
             self.wake()
         else:
             self.setConnected(False, "off", _stoppedText(backend))
 
     def onTestConnection(self):
-        with slicer.util.tryWithErrorDisplay("Could not connect to the backend.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Could not connect to the backend."), waitCursor=True):
             if self.ui.backendModeComboBox.currentIndex == REMOTE:
                 self.logic.connect(self.ui.backendUrlLineEdit.text, self.ui.backendTokenLineEdit.text,
                                    self.ui.backendCaFilePathLineEdit.currentPath)
             elif self.logic.backend is not None and self.logic.backend.state() == "running":
                 self.logic.useManagedBackend()
             else:
-                raise ValueError("Start the local backend first, or choose 'Connect to a running backend'.")
+                raise ValueError(_("Start the local backend first, or choose 'Connect to a running backend'."))
             self.startCheck()
 
     def startCheck(self):
         self.check = self.logic.checkConnectionInBackground()
-        self.setConnected(False, "busy", "checking the backend ...")
+        self.setConnected(False, "busy", _("checking the backend ..."))
         self.wake()
 
     # --- polled from the module's timer ----------------------------------------------------------
@@ -173,7 +176,8 @@ class BackendPanel:
                 self.setConnected(False, "error", str(error))
             else:
                 self.fillModels(status.models)
-                self.setConnected(True, "ok", f"{status.summary()} ({self.logic.client.url})")
+                self.setConnected(True, "ok", _("{summary} ({url})").format(
+                    summary=status.summary(), url=self.logic.client.url))
         return self.starting or self.stopping is not None or self.check is not None
 
     # --- models ------------------------------------------------------------------------------------
@@ -190,7 +194,7 @@ class BackendPanel:
         combo.blockSignals(wasBlocked)
         self.onModelChanged()
 
-    def onModelChanged(self, _=None):
+    def onModelChanged(self, index=None):
         index = self.ui.modelComboBox.currentIndex  # not the argument: the signal is overloaded in Qt 5
         name = self.ui.modelComboBox.itemData(index) if index >= 0 else None
         parameterNode = self.parameterNode()
@@ -201,4 +205,6 @@ class BackendPanel:
 
 def _stoppedText(backend):
     """'stopped', and where the stopped backend's log was kept."""
-    return f"stopped (its log: {backend.log_file})" if backend is not None and backend.folder is not None else "stopped"
+    if backend is not None and backend.folder is not None:
+        return _("stopped (its log: {log_file})").format(log_file=backend.log_file)
+    return _("stopped")

@@ -9,6 +9,7 @@ here once the files are in). The folders are kept in Slicer's settings.
 
 import qt
 import slicer
+from slicer.i18n import tr as _
 
 from .backend_panel import confirmPlainHttp, saveSetting, setting
 
@@ -37,13 +38,13 @@ class BatchPanel:
     def updateButtons(self):
         running = self.run is not None and not self.run.finished
         folders = self.ui.batchInputPathLineEdit.currentPath and self.ui.batchOutputPathLineEdit.currentPath
-        missing = "" if folders else "Choose the study folder and the output folder."
+        missing = "" if folders else _("Choose the study folder and the output folder.")
         if not self.connected():
-            missing = "Start or connect to a backend and test the connection (Backend)."
-        self.ui.batchRunButton.text = "Cancel batch" if running else "Run batch"
+            missing = _("Start or connect to a backend and test the connection (Backend).")
+        self.ui.batchRunButton.text = _("Cancel batch") if running else _("Run batch")
         self.ui.batchRunButton.enabled = (running and not self.run.cancelling) or (not running and not missing)
-        self.ui.batchRunButton.toolTip = "Stop the batch; the studies it finished are kept." if running else (
-            missing or "Segment every study of the folder with the model and options above.")
+        self.ui.batchRunButton.toolTip = _("Stop the batch; the studies it finished are kept.") if running else (
+            missing or _("Segment every study of the folder with the model and options above."))
         self.ui.batchOpenButton.enabled = self.opening is None and bool(self.selectedStudy()) and self.connected()
 
     def selectedStudy(self):
@@ -59,7 +60,7 @@ class BatchPanel:
             self.show()
             return
         p = self.parameterNode()
-        with slicer.util.tryWithErrorDisplay("Could not start the batch.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Could not start the batch."), waitCursor=True):
             self.run = self.logic.startBatch(
                 self.ui.batchInputPathLineEdit.currentPath, self.ui.batchOutputPathLineEdit.currentPath,
                 resume=self.ui.batchResumeCheckBox.checked, model=p.model, device=p.device, tta=p.tta,
@@ -104,23 +105,26 @@ class BatchPanel:
     def onBatchFinished(self):
         self.ui.batchProgressBar.hide()
         if self.run.state == "failed":
-            slicer.util.errorDisplay(f"The batch failed: {self.run.status.get('message') or 'no reason given'}")
+            slicer.util.errorDisplay(_("The batch failed: {message}").format(
+                message=self.run.status.get("message") or _("no reason given")))
 
     # --- opening a finished study ------------------------------------------------------------------
     def onOpen(self):
         studyId = self.selectedStudy()
         if not studyId or self.opening is not None or not confirmPlainHttp(self.logic.client):
             return
-        with slicer.util.tryWithErrorDisplay("Could not open the study.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Could not open the study."), waitCursor=True):
             self.opening = self.logic.openBatchStudy(self.run.batch_id, studyId)
-            self.ui.batchStatusLabel.text = f"Opening {studyId}: loading its volumes and lesions ..."
+            self.ui.batchStatusLabel.text = _("Opening {studyId}: loading its volumes and lesions ...").format(
+                studyId=studyId)
             self.updateButtons()
             self.wake()
 
     def onOpened(self, opening):
         if opening.error is not None:
             self.ui.batchStatusLabel.text = self.run.summary()
-            slicer.util.errorDisplay(f"Could not open {opening.study_id}: {opening.error}")
+            slicer.util.errorDisplay(_("Could not open {study_id}: {error}").format(
+                study_id=opening.study_id, error=opening.error))
         else:
             opened = opening.result
             parameterNode = self.parameterNode()
@@ -130,5 +134,6 @@ class BatchPanel:
             slicer.util.setSliceViewerLayers(background=opened.ct, foreground=opened.pet, foregroundOpacity=0.4,
                                              fit=True)
             count = len(opened.result.report["lesions"])
-            self.ui.batchStatusLabel.text = f"Opened {opened.study_id}: {count} lesion{'s' if count != 1 else ''}."
+            self.ui.batchStatusLabel.text = _("Opened {study_id}: lesions found: {count}.").format(
+                study_id=opened.study_id, count=count)
         self.updateButtons()

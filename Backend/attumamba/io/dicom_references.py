@@ -16,7 +16,9 @@ dataset per slice stands in for each file. The smallest set (DICOM keywords)::
      "pet": {... the same, optional: the SR lists the PET images the SUVs come from}}
 
 A series may also give its ``SOPClassUID`` (default: CT / PET Image Storage) and its own
-``StudyInstanceUID``. Anything missing or malformed is an :class:`InputError` naming it.
+``StudyInstanceUID``; ``SliceThickness`` may also come as a list of one number (as a DS value is
+written in DICOM JSON), and when left out the slices' gap stands in. Anything missing or
+malformed is an :class:`InputError` naming it.
 """
 
 from __future__ import annotations
@@ -91,13 +93,23 @@ def _series(given: object, which: str, common: Dataset) -> DicomSeries:
         header.ImagePositionPatient = _numbers(instance, "ImagePositionPatient", 3, place)
         header.InstanceNumber = n + 1
         headers.append(header)
-    thickness = _numbers(given, "SliceThickness", 1, where, positive=True)[0] if "SliceThickness" in given \
-        else _slice_gap(headers, where)
+    thickness = _slice_thickness(given, where) if "SliceThickness" in given else _slice_gap(headers, where)
     for header in headers:
         header.SliceThickness = thickness
     return DicomSeries(series_uid=str(shared.SeriesInstanceUID), modality=modality, description="",
                        study_uid=str(shared.StudyInstanceUID), frame_of_reference_uid=str(shared.FrameOfReferenceUID),
                        headers=headers)
+
+
+def _slice_thickness(given: dict, where: str) -> float:
+    """The given SliceThickness: a positive number of mm, or a list of one (as pydicom's JSON writes a DS)."""
+    value = given["SliceThickness"]
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise InputError(f"{where}.SliceThickness must be a positive number of mm (or a list of one), not "
+                         f"{given['SliceThickness']!r}; leave it out to use the gap between slices")
+    return float(value)
 
 
 def _slice_gap(headers: list[Dataset], where: str) -> float:

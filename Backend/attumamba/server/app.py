@@ -40,6 +40,7 @@ from .auth import UNAUTHORISED_DETAIL, token_matches
 from .batches import BatchRuns
 from .dicom_export import dicom_zip, parsed_json
 from .responses import ResponseRuns
+from .samples import SampleRuns, sample_routes
 from .gate import RequestGate
 from .health import runtime_facts
 from .holdings import Refusal
@@ -112,6 +113,7 @@ class ApiError(HTTPException):
 def create_app(state: ServerState) -> FastAPI:
     studies = StudyStore(state.limits)
     labelmaps = LabelmapStore(studies.holdings)
+    samples = SampleRuns(studies)
     jobs: JobQueue | None = None
     batches: BatchRuns | None = None
     responses: ResponseRuns | None = None
@@ -125,6 +127,7 @@ def create_app(state: ServerState) -> FastAPI:
         await run_in_threadpool(remove_dead_leftovers)  # model zips unpacked by processes that died
         facts.update(await run_in_threadpool(runtime_facts, state.devices))
         yield
+        samples.shutdown()
         responses.shutdown()
         batches.shutdown()
         jobs.shutdown()
@@ -138,6 +141,8 @@ def create_app(state: ServerState) -> FastAPI:
     def authorised(request: Request) -> None:
         if not token_matches(request.headers.get("authorization"), state.token):
             raise ApiError(401, "unauthorised", UNAUTHORISED_DETAIL)
+
+    app.include_router(sample_routes(samples, authorised))  # POST/GET/DELETE /v1/samples (samples.py)
 
     def study_or_404(study_id: str):
         return studies.require(study_id)  # 404 "study expired" or "unknown study", both "upload it again"

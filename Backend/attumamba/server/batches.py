@@ -18,8 +18,9 @@ from pathlib import Path
 
 from ..batch import BatchSettings, run_batch
 from ..batch.outputs import BatchFolder
-from ..errors import CancelledError, InputError
+from ..errors import InputError
 from ..io.study_types import Study as FoundStudy
+from .outcomes import outcome_of
 
 log = logging.getLogger("attumamba.server")
 FINISHED = ("done", "failed", "cancelled")
@@ -103,22 +104,19 @@ class BatchRuns:
             if run.state != "queued":
                 continue
             run.state, run.message = "running", "finding studies"
-            try:
+
+            def run_all(run=run) -> str:
                 summary = run_batch(run.input_dir, run.output_dir, run.settings, resume=run.resume,
                                     on_found=lambda studies, todo, r=run: _found(r, studies, todo),
                                     on_progress=lambda sid, fraction, stage, r=run: _progress(r, sid, fraction, stage),
                                     on_done=lambda study, outcome, r=run: _done(r, study, outcome),
                                     should_cancel=run.cancel_requested.is_set)
-                run.state = "done"
-                run.message = f"{len(summary.done)} segmented, {len(summary.failed)} failed, " \
-                              f"{len(summary.already_done)} kept from before"
-            except CancelledError:
-                run.state, run.message = "cancelled", "cancelled; finished studies are kept (resume to do the rest)"
-            except InputError as error:
-                run.state, run.message = "failed", str(error)
-            except Exception as error:  # the worker must survive anything a batch does
-                log.exception("batch %s failed", run.batch_id)
-                run.state, run.message = "failed", f"internal error ({type(error).__name__}); see the server log"
+                return f"{len(summary.done)} segmented, {len(summary.failed)} failed, " \
+                       f"{len(summary.already_done)} kept from before"
+
+            run.state, run.message = outcome_of(
+                run_all, log, f"batch {run.batch_id}",
+                cancelled="cancelled; finished studies are kept (resume to do the rest)")
             for status in run.studies.values():
                 if status.state in ("queued", "running") and run.state != "done":
                     status.state, status.stage = "queued", "not run"

@@ -24,6 +24,7 @@ from ..errors import CancelledError, InputError
 from ..inference import SegmentOptions, run_study
 from ..inference.loaded_models import LoadedModels
 from .holdings import RETRY_AFTER_S, Refusal
+from .outcomes import outcome_of
 from .studies import Study, StudyStore
 from .uploads import image_bytes
 
@@ -158,16 +159,14 @@ class JobQueue:
                 if job.state != "queued":
                     continue  # cancelled while waiting
                 job.state, job.started, job.stage = "running", time.time(), "loading model"
-            try:
-                result = self._segment(job, device)
-                self._finish(job, "done", f"{result.report['totals']['n_lesions']} lesions", result)
-            except CancelledError:
-                self._finish(job, "cancelled", "cancelled on request")
-            except InputError as error:
-                self._finish(job, "failed", str(error))
-            except Exception as error:  # a worker must survive anything a job does
-                log.exception("job %s failed", job.job_id)
-                self._finish(job, "failed", f"internal error ({type(error).__name__}); see the server log")
+            results = []
+
+            def segment(job=job) -> str:
+                results.append(self._segment(job, device))
+                return f"{results[0].report['totals']['n_lesions']} lesions"
+
+            state, message = outcome_of(segment, log, f"job {job.job_id}", cancelled="cancelled on request")
+            self._finish(job, state, message, results[0] if state == "done" else None)
 
     def _segment(self, job: Job, device: str) -> JobResult:
         def waiting() -> None:

@@ -24,6 +24,7 @@ from ..response.assess import ReaderInputs, assess_response
 from ..response.registration import Registration, register_follow_up
 from ..response.timepoint import measured
 from .holdings import Refusal
+from .outcomes import outcome_of
 from .jobs import JobQueue
 from .labelmaps import LabelmapStore
 from .studies import StudyStore
@@ -148,22 +149,20 @@ class ResponseRuns:
     def _work(self) -> None:
         while (run := self._queue.get()) is not None:
             try:
-                if run.cancel_requested.is_set():
-                    raise CancelledError("cancelled before it started")
-                run.state = "running"
-                run.result = self._assess(run)
-                run.state, run.progress, run.stage, run.message = "done", 1.0, "done", _summary(run.result)
-            except CancelledError as error:
-                run.state, run.stage, run.message = "cancelled", "cancelled", str(error)
-            except (InputError, Refusal) as error:
-                run.state, run.stage, run.message = "failed", "failed", str(error)
-            except Exception as error:  # the worker must survive anything an assessment does
-                log.exception("response %s failed", run.response_id)
-                run.state, run.stage = "failed", "failed"
-                run.message = f"internal error ({type(error).__name__}); see the server log"
+                run.state, run.message = outcome_of(lambda: self._run(run), log, f"response {run.response_id}")
+                run.stage = run.state
+                if run.state == "done":
+                    run.progress = 1.0
             finally:
                 for when in WHEN:
                     self.studies.unpin(run.studies[when])
+
+    def _run(self, run: ResponseRun) -> str:
+        if run.cancel_requested.is_set():
+            raise CancelledError("cancelled before it started")
+        run.state = "running"
+        run.result = self._assess(run)
+        return _summary(run.result)
 
     def _assess(self, run: ResponseRun) -> dict:
         def say(fraction: float, stage: str) -> None:
