@@ -102,7 +102,6 @@ def add_synthetic_study(scene, seed: int = 0) -> tuple[object, object]:
         raise
 
 
-
 class SampleLoading(StagedWork):
     """A synthetic study from the backend as CT and PET volume nodes (``ct``, ``pet`` once done).
 
